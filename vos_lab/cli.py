@@ -1,0 +1,197 @@
+"""Command line: `python -m vos_lab <command> --help`.
+
+Input problems (paths, files, parameters) end with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from vos_lab.errors import VosLabError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(function: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = function
+        return function
+
+    return register
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+def _dataset_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--davis", type=Path, required=True, help="DAVIS root (with JPEGImages/, Annotations/)")
+    parser.add_argument("--year", type=int, choices=(2016, 2017), help="mask format (default: from the layout)")
+    parser.add_argument("--split", default="val", help="split list in ImageSets (default: val)")
+    parser.add_argument("--sequences", help="comma-separated subset of the split")
+
+
+def _propagation_args(parser: argparse.ArgumentParser) -> None:
+    from vos_lab.propagation import PropagationConfig
+
+    default = PropagationConfig()
+    parser.add_argument("--topk", type=int, default=default.topk, help="matches kept per cell (default: %(default)s)")
+    parser.add_argument("--radius", type=int, default=default.radius,
+                        help="neighbourhood radius in feature cells, -1 = whole frame (default: %(default)s)")
+    parser.add_argument("--context", type=int, default=default.context,
+                        help="recent frames used besides frame 0 (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=default.temperature,
+                        help="softmax temperature tau (default: %(default)s)")
+
+
+def _config(args: argparse.Namespace):
+    from vos_lab.propagation import PropagationConfig
+
+    radius = None if args.radius is not None and args.radius < 0 else args.radius
+    return PropagationConfig(temperature=args.temperature, topk=args.topk, radius=radius, context=args.context)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vos_lab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synthetic", help="write a synthetic DAVIS-2017-format dataset")
+    p.add_argument("out", type=Path, help="output root")
+    p.add_argument("--sequences", type=int, default=4)
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--width", type=int, default=432)
+    p.add_argument("--objects", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("propagate", help="propagate first-frame masks through a DAVIS split")
+    _dataset_args(p)
+    p.add_argument("--out", type=Path, required=True, help="results folder (<out>/<seq>/<frame>.png)")
+    p.add_argument("--features", default="lab", help="rgb, lab, random-resnet18 or a checkpoint .pt")
+    _propagation_args(p)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+    p = sub.add_parser("evaluate", help="score a results folder with the DAVIS metric (J, F, J&F)")
+    _dataset_args(p)
+    p.add_argument("--results", type=Path, required=True, help="folder with <seq>/<frame>.png")
+    p.add_argument("--json", type=Path, help="also write every figure (global and per object) here")
+
+    p = sub.add_parser("demo", help="synthetic data -> propagate with each baseline -> J&F table")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="working folder (default: %(default)s)")
+    p.add_argument("--sequences", type=int, default=4)
+    p.add_argument("--frames", type=int, default=24)
+
+    p = sub.add_parser("bench", help="benchmarks that print speed and memory figures")
+    p.add_argument("what", choices=("propagation",))
+    p.add_argument("--features", default="random-resnet18")
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=854)
+    p.add_argument("--frames", type=int, default=12, help="frames of the synthetic test video")
+    p.add_argument("--davis", type=Path, help="use this DAVIS root instead of a synthetic video")
+    p.add_argument("--sequence", help="sequence of --davis to use (default: the first)")
+    p.add_argument("--split", default=None)
+    _propagation_args(p)
+    p.set_defaults(topk=5, radius=12, context=7)
+    return parser
+
+
+@command("synthetic")
+def _synthetic(args: argparse.Namespace) -> int:
+    from vos_lab.data.synthetic import write_synthetic_davis
+
+    names = write_synthetic_davis(args.out, sequences=args.sequences, frames=args.frames, height=args.height,
+                                  width=args.width, seed=args.seed, objects=args.objects)
+    print(f"wrote {len(names)} sequences x {args.frames} frames to {args.out}")
+    return 0
+
+
+@command("propagate")
+def _propagate(args: argparse.Namespace) -> int:
+    from vos_lab.data.davis import DavisDataset
+    from vos_lab.evaluation import propagate_dataset
+    from vos_lab.features import build_encoder, pick_device
+
+    config = _config(args)
+    dataset = DavisDataset(args.davis, args.year, args.split)
+    encoder = build_encoder(args.features, pick_device(args.device))
+    run = propagate_dataset(encoder, dataset, args.out, config, _names(args.sequences))
+    print(f"{run.frames} frames of {len(run.sequences)} sequences in {run.seconds:.1f} s "
+          f"({run.seconds_per_frame:.3f} s/frame) -> {args.out}")
+    return 0
+
+
+def format_table(row: dict[str, float]) -> str:
+    """The global figures as a two-line aligned table."""
+    widths = [max(len(k), 8) for k in row]
+    head = "  ".join(k.rjust(w) for k, w in zip(row, widths, strict=True))
+    values = "  ".join(f"{v:.3f}".rjust(w) for v, w in zip(row.values(), widths, strict=True))
+    return f"{head}\n{values}"
+
+
+@command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    from vos_lab.data.davis import DavisDataset
+    from vos_lab.evaluation import score_results
+    from vos_lab.metrics import write_toolkit_csvs
+
+    dataset = DavisDataset(args.davis, args.year, args.split)
+    scores = score_results(dataset, args.results, _names(args.sequences))
+    paths = write_toolkit_csvs(args.results, args.split, scores.global_row, scores.per_object_rows)
+    print(format_table(scores.global_row))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    if args.json:
+        payload = {"global": scores.global_row, "objects": scores.per_object_rows}
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+@command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    from vos_lab.data.davis import DavisDataset
+    from vos_lab.data.synthetic import write_synthetic_davis
+    from vos_lab.evaluation import propagate_dataset, score_results
+    from vos_lab.features import BASELINES, build_encoder, pick_device
+    from vos_lab.propagation import PropagationConfig
+
+    root = args.out / "synthetic"
+    write_synthetic_davis(root, sequences=args.sequences, frames=args.frames)
+    dataset = DavisDataset(root)
+    rows = {}
+    for name in BASELINES:
+        results = args.out / "results" / name
+        run = propagate_dataset(build_encoder(name, pick_device()), dataset, results, PropagationConfig())
+        rows[name] = (score_results(dataset, results, progress=False).global_row, run.seconds_per_frame)
+    print(f"\nJ&F on {len(dataset.names)} synthetic sequences x {args.frames} frames ({root}):")
+    for name, (row, seconds) in rows.items():
+        print(f"  {name:>16}: J&F {row['J&F-Mean']:.3f}  J {row['J-Mean']:.3f}  F {row['F-Mean']:.3f}  "
+              f"{seconds:.3f} s/frame")
+    return 0
+
+
+@command("bench")
+def _bench(args: argparse.Namespace) -> int:
+    from vos_lab.bench import bench_propagation
+
+    bench_propagation(args.features, _config(args), args.height, args.width, args.frames,
+                      davis=args.davis, sequence=args.sequence, split=args.split)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VosLabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

