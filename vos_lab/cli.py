@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, required=True, help="folder with <seq>/<frame>.png")
     p.add_argument("--json", type=Path, help="also write every figure (global and per object) here")
 
+    p = sub.add_parser("train", help="train a self-supervised method (resumes an interrupted run)")
+    p.add_argument("method", choices=("colorization",))
+    p.add_argument("--variant", default="vondrick", help="colorization: vondrick, bottleneck or rgb")
+    p.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $VOS_LAB_PROFILE, else cpu)")
+    p.add_argument("--data", default="embedded",
+                   help="comma-separated: 'embedded', folders of videos or frames, DAVIS roots (default: embedded)")
+    p.add_argument("--steps", type=int, help="training steps (default: the profile's)")
+    p.add_argument("--minutes", type=float, help="training time limit (default: the profile's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file (.pt); resumed when it exists")
+
     p = sub.add_parser("demo", help="synthetic data -> propagate with each baseline -> J&F table")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="working folder (default: %(default)s)")
     p.add_argument("--sequences", type=int, default=4)
@@ -146,6 +158,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         payload = {"global": scores.global_row, "objects": scores.per_object_rows}
         args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from vos_lab.profiles import get_profile
+    from vos_lab.training.run import train_from_profile
+
+    result = train_from_profile(args.method, get_profile(args.profile), args.out, _names(args.data),
+                                steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
+                                variant=args.variant)
+    last = result.history[-1] if result.history else {}
+    loss = last.get("loss", float("nan"))
+    print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min; last loss {loss:.3f}")
     return 0
 
 

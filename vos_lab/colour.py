@@ -23,14 +23,15 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return (np.clip(lab2rgb(np.asarray(lab, dtype=np.float64)), 0, 1) * 255).round().astype(np.uint8)
 
 
-def normalise(frame: np.ndarray, space: str) -> np.ndarray:
-    """A uint8 RGB frame (H, W, 3) as a network input (H, W, C) float32 in the given space.
+def normalise(frame: np.ndarray, space: str, lab: np.ndarray | None = None) -> np.ndarray:
+    """A uint8 RGB frame (..., 3) as a network input (..., C) float32 in the given space.
 
     rgb: ImageNet mean/std; lab: L/50 - 1 and ab/110, all about [-1, 1]; gray: the L channel alone.
+    `lab` may pass the frame's Lab values when they are already computed.
     """
     if space == "rgb":
         return (frame.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    lab = rgb_to_lab(frame)
+    lab = rgb_to_lab(frame) if lab is None else lab
     scaled = np.concatenate([lab[..., :1] / 50.0 - 1.0, lab[..., 1:] / 110.0], axis=-1)
     if space == "lab":
         return scaled

@@ -20,7 +20,8 @@ ENV_VAR = "VOS_LAB_PROFILE"
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes and budgets; `train_minutes` caps training time, `train_steps` its length."""
+    """Sizes and budgets. Training length is `train_steps` (cpu: 800 steps, about 10 minutes on 2 idle
+    cores); `train_minutes` optionally caps the training time as well (None: no cap)."""
 
     name: str
     # embedded synthetic data
@@ -33,10 +34,11 @@ class Profile:
     eval_max_frames: int | None
     # training
     train_steps: int
-    train_minutes: float
+    train_minutes: float | None
     batch_size: int
     crop_size: int
     encoder_width: int
+    encoder_multipliers: tuple[int, ...]
     embed_dim: int
     eval_every: int
 
@@ -47,16 +49,16 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", synthetic_sequences=2, synthetic_frames=8, synthetic_height=96, synthetic_width=160,
                      eval_sequences=1, eval_max_frames=6,
-                     train_steps=4, train_minutes=1.0, batch_size=2, crop_size=64, encoder_width=8, embed_dim=16,
-                     eval_every=0),
+                     train_steps=4, train_minutes=1.0, batch_size=2, crop_size=64, encoder_width=8,
+                     encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=0),
     "cpu": Profile("cpu", synthetic_sequences=4, synthetic_frames=24, synthetic_height=240, synthetic_width=432,
                    eval_sequences=None, eval_max_frames=None,
-                   train_steps=100_000, train_minutes=10.0, batch_size=8, crop_size=192, encoder_width=32,
-                   embed_dim=64, eval_every=0),
+                   train_steps=800, train_minutes=None, batch_size=8, crop_size=192, encoder_width=32,
+                   encoder_multipliers=(1, 2, 2, 2), embed_dim=64, eval_every=0),
     "gpu": Profile("gpu", synthetic_sequences=8, synthetic_frames=40, synthetic_height=480, synthetic_width=854,
                    eval_sequences=None, eval_max_frames=None,
                    train_steps=30_000, train_minutes=60.0, batch_size=32, crop_size=256, encoder_width=64,
-                   embed_dim=64, eval_every=2_000),
+                   encoder_multipliers=(1, 2, 4, 4), embed_dim=64, eval_every=2_000),
 }
 
 

@@ -33,20 +33,22 @@ class BasicBlock(nn.Module):
 class ResNetStride8(nn.Module):
     """ResNet-18 layout (2-2-2-2 blocks) with strides 2 (stem), 2 (pool), 1, 2, 1, 1: output stride 8.
 
-    `width` is the stem's channel count (64 in ResNet-18; 32 or less for the cpu profile); the four
-    stages have width x (1, 2, 4, 4) channels, and a 1x1 head projects to `embed_dim`.
+    `width` is the stem's channel count (64 in ResNet-18); the four stages have width x `multipliers`
+    channels ((1, 2, 4, 4) by default; the cpu profile uses a narrower (1, 2, 2, 2) at width 32), and a
+    1x1 head projects to `embed_dim`.
     """
 
     stride = 8
 
-    def __init__(self, in_channels: int = 3, width: int = 64, embed_dim: int = 64, stages: int = 4) -> None:
+    def __init__(self, in_channels: int = 3, width: int = 64, embed_dim: int = 64,
+                 multipliers: tuple[int, ...] = (1, 2, 4, 4)) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         )
-        channels = [width, 2 * width, 4 * width, 4 * width][:stages]
-        strides = [1, 2, 1, 1][:stages]
+        channels = [m * width for m in multipliers]
+        strides = [1, 2, 1, 1][: len(multipliers)]
         layers, c_in = [], width
         for c_out, stride in zip(channels, strides, strict=True):
             layers += [BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out)]

@@ -1,0 +1,168 @@
+"""The shared training core: sampling, colour targets, the colourisation losses, checkpoints and resume."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vos_lab.checkpoints import load_checkpoint, load_encoder
+from vos_lab.errors import VosLabError
+from vos_lab.methods.colorization import ColourisationMethod, channel_dropout
+from vos_lab.training.clips import ClipSampler, Video, synthetic_videos
+from vos_lab.training.loop import TrainConfig, load_or_train, train
+from vos_lab.training.quantise import fit_ab_centres, quantise_ab
+
+SMALL = {"width": 8, "multipliers": (1, 2, 2, 2), "embed_dim": 16}
+
+
+@pytest.fixture(scope="module")
+def videos():
+    return synthetic_videos(2, 10, 96, 128, seed=0)
+
+
+def test_clip_shares_one_crop_and_respects_gaps():
+    t, h, w = 20, 40, 50
+    frames = np.zeros((t, h, w, 3), np.uint8)
+    frames[..., 0] = np.arange(t)[:, None, None]
+    frames[..., 1] = np.arange(h)[None, :, None]
+    frames[..., 2] = np.arange(w)[None, None, :]
+    sampler = ClipSampler([Video("coords", frames)], length=3, gaps=(2, 5), crop=16, seed=1)
+    for _ in range(20):
+        clip = sampler.clip().astype(int)
+        assert clip.shape == (3, 16, 16, 3)
+        assert set(np.diff(clip[:, 0, 0, 0])) <= {2, 5}
+        assert (clip[:, :, :, 1:] == clip[:1, :, :, 1:]).all(), "the same crop (and flip) in every frame"
+
+
+def test_sampler_state_replays_the_same_clips(videos):
+    sampler = ClipSampler(videos, 2, (1, 2), crop=64, seed=3)
+    state = sampler.state()
+    first = sampler.batch(2)
+    sampler.load_state(state)
+    assert np.array_equal(first, sampler.batch(2))
+
+
+def test_sampler_errors_are_clear(videos):
+    with pytest.raises(VosLabError, match="crop 200 is larger"):
+        ClipSampler(videos, 2, (1,), crop=200)
+    with pytest.raises(VosLabError, match="frames a clip needs"):
+        ClipSampler(videos, 4, (8,), crop=32)
+
+
+def test_quantisation_maps_centres_to_themselves(videos):
+    centres = torch.from_numpy(fit_ab_centres(np.stack([v.frames for v in videos]), clusters=16))
+    assert centres.shape == (16, 2)
+    ab = centres.T.reshape(1, 2, 4, 4)
+    assert torch.equal(quantise_ab(ab, centres).flatten(), torch.arange(16))
+
+
+def test_channel_dropout_drops_one_or_two_channels_per_sample():
+    inputs = torch.ones(64, 3, 3, 5, 5)
+    out = channel_dropout(inputs, probability=1.0, generator=torch.Generator().manual_seed(0))
+    zero = (out[:, :, :, 0, 0] == 0)  # (B, T, 3)
+    assert (zero == zero[:, :1]).all(), "the same channels in every frame of a sample"
+    dropped = zero[:, 0].sum(1)
+    assert set(dropped.tolist()) == {1, 2}
+    assert torch.allclose(out[:, 0].sum((1, 2, 3)) / 25, torch.full((64,), 3.0)), "kept channels rescaled"
+    assert torch.equal(channel_dropout(inputs, 0.0), inputs)
+
+
+@pytest.mark.parametrize("variant,channels,length", [("vondrick", 1, 4), ("bottleneck", 3, 2)])
+def test_colourisation_loss_learns(videos, variant, channels, length):
+    torch.manual_seed(0)
+    method = ColourisationMethod(variant=variant, **SMALL)
+    sampler = ClipSampler(videos, method.clip_length, method.gaps, crop=64)
+    method.fit(np.stack([v.frames[0] for v in videos]))
+    batch = method.prepare(sampler.batch(2), torch.device("cpu"))
+    assert batch["inputs"].shape == (2, length, channels, 64, 64)
+    loss, logs = method.loss(batch, 0)
+    assert loss.requires_grad and np.isfinite(logs["loss"]) and 0 <= logs["colour_acc"] <= 1
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-2)
+    method.eval()  # no dropout: the same batch, a loss that must go down
+    first = method.loss(batch, 0)[0].item()
+    for _ in range(15):
+        optimizer.zero_grad()
+        method.loss(batch, 0)[0].backward()
+        optimizer.step()
+    assert method.loss(batch, 0)[0].item() < first
+
+
+def test_interrupted_training_resumes_exactly(videos, tmp_path):
+    def run(steps, out):
+        torch.manual_seed(123)
+        method = ColourisationMethod(variant="bottleneck", **SMALL)
+        sampler = ClipSampler(videos, method.clip_length, method.gaps, crop=64, seed=0)
+        return train(method, sampler, out, TrainConfig(steps=steps, batch_size=2), progress=False)
+
+    straight = run(6, tmp_path / "straight.pt")
+    run(3, tmp_path / "resumed.pt")
+    resumed = run(6, tmp_path / "resumed.pt")
+    assert resumed.step == straight.step == 6
+    assert [h["step"] for h in resumed.history] == list(range(1, 7))
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history])
+    for a, b in zip(straight.method.state_dict().values(), resumed.method.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+KILL_SCRIPT = """
+import sys, torch
+from vos_lab.methods.colorization import ColourisationMethod
+from vos_lab.training.clips import ClipSampler, synthetic_videos
+from vos_lab.training.loop import TrainConfig, train
+torch.set_num_threads(1)
+method = ColourisationMethod(variant="vondrick", width=8, multipliers=(1, 2, 2, 2), embed_dim=16)
+sampler = ClipSampler(synthetic_videos(2, 10, 96, 128, seed=0), method.clip_length, method.gaps, crop=64)
+result = train(method, sampler, sys.argv[1], TrainConfig(steps=int(sys.argv[2]), batch_size=2,
+               checkpoint_seconds=0.0), progress=False)
+print(result.step)
+"""
+
+
+def test_killed_training_loses_nothing(tmp_path):
+    out, steps = tmp_path / "ckpt.pt", 40
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out), str(steps)])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.exists() and load_checkpoint(out)["step"] >= 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = load_checkpoint(out)["step"]
+    assert 3 <= killed_at < steps, "killed mid-run"
+    finished = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(out), str(steps)], capture_output=True,
+                              text=True, check=True)
+    assert finished.stdout.strip() == str(steps)
+    state = load_checkpoint(out)
+    assert state["step"] == steps and [h["step"] for h in state["history"]] == list(range(1, steps + 1))
+
+
+def test_checkpoint_of_another_config_is_refused(videos, tmp_path):
+    out = tmp_path / "c.pt"
+    method = ColourisationMethod(variant="vondrick", **SMALL)
+    load_or_train(method, lambda: ClipSampler(videos, 4, (1,), crop=64), out, TrainConfig(2, 2), progress=False)
+    other = ColourisationMethod(variant="bottleneck", **SMALL)
+    with pytest.raises(VosLabError, match="variant: 'vondrick' != 'bottleneck'"):
+        load_or_train(other, lambda: None, out, TrainConfig(2, 2), progress=False)
+    again = load_or_train(ColourisationMethod(variant="vondrick", **SMALL), lambda: pytest.fail("must not train"),
+                          out, TrainConfig(2, 2), progress=False)
+    assert again.step == 2
+
+
+def test_trained_encoder_propagates(videos, tmp_path):
+    out = tmp_path / "c.pt"
+    method = ColourisationMethod(variant="bottleneck", **SMALL)
+    train(method, ClipSampler(videos, 2, (1,), crop=64), out, TrainConfig(2, 2), progress=False)
+    encoder = load_encoder(out)
+    features = encoder.encode(videos[0].frames[0])
+    assert features.shape == (1, 16, 12, 16)
+    assert torch.allclose(features.norm(dim=1), torch.ones(1, 12, 16), atol=1e-4)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(VosLabError, match="not a readable checkpoint"):
+        load_encoder(bad)

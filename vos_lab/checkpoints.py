@@ -1,0 +1,70 @@
+"""Checkpoints: written atomically, stamped with the method's config, refused when they do not match.
+
+A checkpoint is one `torch.save` file holding the method config, the weights, the optimiser and sampler
+states, the step, the training seconds so far and the loss history, so an interrupted run resumes
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vos_lab.errors import VosLabError
+
+FORMAT = "vos_lab-checkpoint-1"
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    os.close(handle)
+    try:
+        torch.save({"format": FORMAT, **state}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint; a missing, corrupt or foreign file raises VosLabError."""
+    path = Path(path)
+    if not path.is_file():
+        raise VosLabError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise VosLabError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise VosLabError(f"{path}: not a vos_lab checkpoint")
+    return state
+
+
+def check_config(path: Path, found: dict, wanted: dict) -> None:
+    """Refuse a checkpoint trained with another method or config, naming the differences."""
+    differences = [f"{key}: {found.get(key)!r} != {wanted.get(key)!r}"
+                   for key in sorted(set(found) | set(wanted)) if found.get(key) != wanted.get(key)]
+    if differences:
+        raise VosLabError(f"{path}: checkpoint of another model or config ({'; '.join(differences)}); "
+                          "use another --out or delete it")
+
+
+def load_method(path: Path, map_location: str | torch.device = "cpu"):
+    """The trained method of a checkpoint, in eval mode."""
+    from vos_lab.methods.registry import build_method
+
+    state = load_checkpoint(path, map_location)
+    method = build_method(state["config"])
+    method.load_state_dict(state["model"])
+    return method.eval()
+
+
+def load_encoder(path: Path):
+    """The test-time FrameEncoder of a checkpoint (used by `propagate --features CKPT`)."""
+    return load_method(path).frame_encoder()

@@ -1,0 +1,67 @@
+"""What every method provides to the training loop and to evaluation.
+
+A method owns its networks and turns a batch of clips into a loss. Its `config` (a flat dict of plain
+values) is all that is needed to rebuild it, so a checkpoint stores the config with the weights, and a
+checkpoint of another method or config is recognised and refused.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from vos_lab.colour import normalise, rgb_to_lab
+from vos_lab.features import FrameEncoder
+from vos_lab.models.resnet import ResNetStride8
+
+
+class Method(nn.Module):
+    """Base class: subclasses set `name`, `defaults`, build networks in __init__ and define `loss`."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict] = {}
+    space: str = "rgb"  # colour space of the encoder's input
+    clip_length: int = 2
+    gaps: tuple[int, ...] = (1, 2, 3, 4)
+
+    def __init__(self, **config) -> None:
+        super().__init__()
+        unknown = sorted(set(config) - set(self.defaults))
+        if unknown:
+            from vos_lab.errors import VosLabError
+
+            raise VosLabError(f"{self.name}: unknown option(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(sorted(self.defaults))})")
+        self.config = {"method": self.name, **self.defaults, **config}
+
+    def make_encoder(self) -> ResNetStride8:
+        channels = 1 if self.space == "gray" else 3
+        return ResNetStride8(channels, width=self.config["width"], embed_dim=self.config["embed_dim"],
+                             multipliers=tuple(self.config["multipliers"]))
+
+    def fit(self, frames: np.ndarray) -> None:
+        """Data-dependent set-up before training (e.g. colour clusters); frames: uint8 (N, H, W, 3)."""
+
+    def prepare(self, clips: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        """uint8 clips (B, T, H, W, 3) -> network inputs (B, T, C, H, W) and Lab values (B, T, 3, H, W)."""
+        lab = rgb_to_lab(clips)
+        inputs = normalise(clips, self.space, lab=lab)
+        to = {"device": device, "non_blocking": True}
+        return {"inputs": torch.from_numpy(np.ascontiguousarray(inputs.transpose(0, 1, 4, 2, 3))).to(**to),
+                "lab": torch.from_numpy(np.ascontiguousarray(lab.transpose(0, 1, 4, 2, 3))).to(**to)}
+
+    def encode_clips(self, inputs: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
+        """(B, T, C, H, W) -> features (B, T, D, h, w), all frames through one encoder call."""
+        b, t = inputs.shape[:2]
+        features = (encoder or self.encoder)(inputs.flatten(0, 1))
+        return features.view(b, t, *features.shape[1:])
+
+    def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def frame_encoder(self) -> FrameEncoder:
+        """The encoder used at test time, wrapped for propagation."""
+        return FrameEncoder(self.encoder, space=self.space, stride=8, name=self.name)

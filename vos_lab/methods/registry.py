@@ -1,0 +1,18 @@
+"""Method names -> classes, so a checkpoint's config can rebuild its method."""
+
+from __future__ import annotations
+
+from vos_lab.errors import VosLabError
+from vos_lab.methods.base import Method
+from vos_lab.methods.colorization import ColourisationMethod
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod,)}
+
+
+def build_method(config: dict) -> Method:
+    """Rebuild a method from its config dict (the "method" key names the class)."""
+    config = dict(config)
+    name = config.pop("method", None)
+    if name not in METHODS:
+        raise VosLabError(f"unknown method '{name}' (choose {', '.join(METHODS)})")
+    return METHODS[name](**config)

@@ -1,0 +1,1 @@
+"""The training core shared by every method: clip sampling, the loop, checkpoints."""

@@ -1,0 +1,36 @@
+"""Train a method from a profile: the glue used by `python -m vos_lab train` and by the notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vos_lab.features import pick_device
+from vos_lab.methods.registry import build_method
+from vos_lab.profiles import Profile
+from vos_lab.training.clips import ClipSampler
+from vos_lab.training.data import load_training_videos
+from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, load_or_train
+
+
+def method_for_profile(name: str, profile: Profile, **options):
+    """The method `name` sized by the profile (encoder width, embedding), with method options on top."""
+    return build_method({"method": name, "width": profile.encoder_width,
+                         "multipliers": profile.encoder_multipliers, "embed_dim": profile.embed_dim, **options})
+
+
+def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str] | None = None, *,
+                       steps: int | None = None, minutes: float | None = None, seed: int = 0,
+                       device: str = "auto", evaluate: Evaluate | None = None, progress: bool = True,
+                       **options) -> TrainResult:
+    """Load the checkpoint at `out` if it is finished, else train (or resume) method `name` on `sources`."""
+    method = method_for_profile(name, profile, **options)
+    config = TrainConfig(steps=steps or profile.train_steps, batch_size=profile.batch_size,
+                         minutes=profile.train_minutes if minutes is None else minutes, seed=seed,
+                         eval_every=profile.eval_every)
+
+    def sampler() -> ClipSampler:
+        short_side = round(profile.crop_size * 4 / 3)
+        videos = load_training_videos(sources or ["embedded"], short_side, profile, seed)
+        return ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size, seed)
+
+    return load_or_train(method, sampler, out, config, pick_device(device), evaluate, progress)
