@@ -18,9 +18,9 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# Main job: render the course on the embedded default data (synthetic videos + bundled real clips).
+# Main job: render every chapter with papermill (profile $(PROFILE)) to executed notebooks and HTML in $(OUT).
 course: setup
-	VOS_LAB_PROFILE=$(PROFILE) $(BIN)/python -m vos_lab demo
+	$(BIN)/python -m vos_lab lectures --profile $(PROFILE) --out $(OUT)
 
 # Whole test suite: unit tests, ruff, and every notebook executed by nbval in the smoke profile.
 test: setup

@@ -1,13 +1,18 @@
-"""Benchmark: windowed vs plain dense propagation, same features, same video.
+"""Benchmarks: windowed vs plain dense propagation on a video, and dense vs windowed attention by size.
 
 Each implementation runs in its own fresh process, so its peak resident memory (ru_maxrss) above the
 memory it had once the features were computed is the propagation's own peak. Prints seconds per frame,
 peak memory, their ratios, and the J&F of both outputs against the ground truth.
+`bench_attention` (chapter 3) times one attention call at growing resolutions; its peak is the high-water
+mark of resident memory reset just before the first call (Linux /proc/self/clear_refs), in a child whose
+allocator returns freed buffers to the system at once (a fixed glibc mmap threshold), or the CUDA
+allocator's peak on a GPU.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import tempfile
 import time
@@ -20,6 +25,7 @@ from vos_lab.data.davis import DavisDataset, DavisSequence
 from vos_lab.features import build_encoder
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.propagation import PropagationConfig, dense_propagation, propagate_video, windowed_propagation
+from vos_lab.windowed import dense_attention, windowed_attention
 
 IMPLEMENTATIONS = {"windowed": windowed_propagation, "dense": dense_propagation}
 
@@ -33,7 +39,7 @@ def _run(implementation: str, features: list[torch.Tensor], first_ids: np.ndarra
     """In a child process: propagate with one implementation; (s/frame, peak bytes, predictions)."""
     function = IMPLEMENTATIONS[implementation]
 
-    def step(query, keys, labels, c: PropagationConfig) -> torch.Tensor:
+    def step(query, keys, labels, c: PropagationConfig, far: int = 0) -> torch.Tensor:
         return function(query, keys, labels, c.radius, c.topk, c.temperature)
 
     before = _peak_rss_bytes()
@@ -81,3 +87,112 @@ def bench_propagation(features: str, config: PropagationConfig, height: int = 48
           f"{win['peak_mib'] / max(dense['peak_mib'], 1e-9):.3f} of the dense peak memory; "
           f"J&F difference {abs(win['J&F'] - dense['J&F']):.4f}")
     return figures
+
+
+def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[str] | None = None) -> dict[str, float]:
+    """Training input pipeline: seconds per batch for sampling clips and preparing inputs/targets (CPU)."""
+    from vos_lab.profiles import get_profile
+    from vos_lab.training.clips import ClipSampler
+    from vos_lab.training.data import load_training_videos
+    from vos_lab.training.run import method_for_profile
+
+    profile = get_profile(profile_name)
+    method = method_for_profile("colorization", profile, variant="vondrick")
+    videos = load_training_videos(sources or ["embedded"], round(profile.crop_size * 4 / 3), profile)
+    sampler = ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size)
+    sample = prepare = 0.0
+    for _ in range(batches):
+        start = time.perf_counter()
+        clips = sampler.batch(profile.batch_size)
+        middle = time.perf_counter()
+        method.prepare(clips, torch.device("cpu"))
+        sample, prepare = sample + middle - start, prepare + time.perf_counter() - middle
+    figures = {"sample_s": sample / batches, "prepare_s": prepare / batches,
+               "clips_per_s": profile.batch_size * batches / (sample + prepare)}
+    print(f"profile {profile.name}: batch {profile.batch_size} x {method.clip_length} frames of {profile.crop_size}px: "
+          f"sampling {figures['sample_s'] * 1000:.1f} ms, Lab + inputs {figures['prepare_s'] * 1000:.1f} ms per batch "
+          f"({figures['clips_per_s']:.0f} clips/s on one process)")
+    return figures
+
+
+ATTENTION = {"dense": dense_attention, "windowed": windowed_attention}
+
+
+def _resident_peak_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+
+
+def _attention_run(implementation: str, size: tuple[int, int], channels: int, references: int, radius: int,
+                   topk: int | None, device: str, repeats: int) -> tuple[float, int]:
+    """In a child process: (seconds per call, peak bytes above the inputs) of one attention call."""
+    h, w = size
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(1, channels, h, w, generator=generator).to(device)
+    keys = torch.randn(1, references, channels, h, w, generator=generator).to(device)
+    values = torch.randn(1, references, 2, h, w, generator=generator).to(device)
+    function = ATTENTION[implementation]
+    with torch.no_grad():
+        # Memory: the first call, so no buffer freed by an earlier call can be silently re-used.
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        else:
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")  # reset the resident high-water mark
+            before = _resident_peak_kib() * 1024
+        function(query, keys, values, radius, 0.1, topk)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() - before
+        else:
+            peak = _resident_peak_kib() * 1024 - before
+        start = time.perf_counter()  # time: the following calls
+        for _ in range(repeats):
+            function(query, keys, values, radius, 0.1, topk)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats, max(peak, 0)
+
+
+def bench_attention(heights: tuple[int, ...] = (120, 240, 360, 480), stride: int = 8, channels: int = 64,
+                    references: int = 1, radius: int = 12, topk: int | None = 5, device: str = "cpu",
+                    repeats: int = 2, progress: bool = True) -> list[dict[str, float]]:
+    """Dense vs windowed attention for frames of each height (16:9, feature stride `stride`): one row per
+    size and implementation with seconds per call and peak MiB; printed as a table."""
+    spawn = multiprocessing.get_context("spawn")
+    # glibc raises its mmap threshold after large frees and then keeps freed buffers in the heap, so the
+    # children's resident peak would count the allocator's cache; a fixed threshold returns them at once.
+    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
+    try:
+        return _attention_table(spawn, heights, stride, channels, references, radius, topk, device, repeats,
+                                progress)
+    finally:
+        if saved is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+
+
+def _attention_table(spawn, heights, stride, channels, references, radius, topk, device, repeats,
+                     progress) -> list[dict[str, float]]:
+    rows = []
+    if progress:
+        print(f"attention of 1 target to {references} reference(s), {channels} channels, radius {radius}, "
+              f"top-k {topk}, device {device}")
+        print(f"{'frame':>9} {'cells':>9} {'method':>9} {'s/call':>9} {'peak MiB':>9}")
+    for height in heights:
+        width = round(height * 16 / 9)
+        size = (-(-height // stride), -(-width // stride))
+        for name in ATTENTION:
+            with spawn.Pool(1) as pool:
+                seconds, peak = pool.apply(_attention_run, (name, size, channels, references, radius, topk, device,
+                                                           repeats))
+            row = {"height": height, "width": width, "cells": size[0] * size[1], "method": name,
+                   "seconds": seconds, "peak_mib": peak / 2**20}
+            rows.append(row)
+            if progress:
+                print(f"{width:>4}x{height:<4} {row['cells']:>9} {name:>9} {seconds:>9.3f} {row['peak_mib']:>9.1f}")
+    return rows

@@ -52,7 +52,33 @@ def _config(args: argparse.Namespace):
     from vos_lab.propagation import PropagationConfig
 
     radius = None if args.radius is not None and args.radius < 0 else args.radius
-    return PropagationConfig(temperature=args.temperature, topk=args.topk, radius=radius, context=args.context)
+    config = PropagationConfig(temperature=args.temperature, topk=args.topk, radius=radius, context=args.context)
+    return _memory(config, args)
+
+
+def _memory(config, args: argparse.Namespace):
+    """`propagate --memory/--roi`: one of the memory layouts of chapter 3, optionally with MAST's ROI."""
+    from dataclasses import replace
+
+    from vos_lab.propagation import MEMORY_LAYOUTS
+
+    return replace(config, **MEMORY_LAYOUTS[getattr(args, "memory", "default")], roi=getattr(args, "roi", False))
+
+
+def _options(items: list[str]) -> dict:
+    """`--option key=value` pairs; values are Python literals when they parse as one, else strings."""
+    import ast
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise VosLabError(f"--option '{item}': expected key=value")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_args(p)
     p.add_argument("--out", type=Path, required=True, help="results folder (<out>/<seq>/<frame>.png)")
     p.add_argument("--features", default="lab", help="rgb, lab, random-resnet18 or a checkpoint .pt")
+    p.add_argument("--memory", choices=("default", "mast", "previous"), default="default",
+                   help="reference frames: the protocol's, MAST's {0,5}+{t-1,t-3,t-5}, or the previous frame only")
+    p.add_argument("--roi", action="store_true", help="MAST's coarse-to-fine ROI for the long-term references")
     _propagation_args(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
 
@@ -81,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write every figure (global and per object) here")
 
     p = sub.add_parser("train", help="train a self-supervised method (resumes an interrupted run)")
-    p.add_argument("method", choices=("colorization",))
+    p.add_argument("method", choices=("colorization", "corrflow", "mast"))
     p.add_argument("--variant", default="vondrick", help="colorization: vondrick, bottleneck or rgb")
     p.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $VOS_LAB_PROFILE, else cpu)")
     p.add_argument("--data", default="embedded",
@@ -91,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, required=True, help="checkpoint file (.pt); resumed when it exists")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option, repeatable (e.g. radius=4, cycle_weight=0, sampling=False)")
+
+    p = sub.add_parser("lectures", help="render the chapters with papermill to executed notebooks and HTML")
+    from vos_lab.lectures import add_arguments as _lectures_args
+
+    _lectures_args(p)
 
     p = sub.add_parser("demo", help="synthetic data -> propagate with each baseline -> J&F table")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="working folder (default: %(default)s)")
@@ -98,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=24)
 
     p = sub.add_parser("bench", help="benchmarks that print speed and memory figures")
-    p.add_argument("what", choices=("propagation",))
+    p.add_argument("what", choices=("propagation", "sampler", "attention"))
+    p.add_argument("--heights", default="120,240,360,480", help="attention: frame heights to measure (16:9)")
+    p.add_argument("--references", type=int, default=1, help="attention: reference frames")
+    p.add_argument("--profile", default="gpu", help="sampler: whose batch size and crop to use")
     p.add_argument("--features", default="random-resnet18")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=854)
@@ -168,11 +207,19 @@ def _train(args: argparse.Namespace) -> int:
 
     result = train_from_profile(args.method, get_profile(args.profile), args.out, _names(args.data),
                                 steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
-                                variant=args.variant)
+                                **_options(args.option),
+                                **({"variant": args.variant} if args.method == "colorization" else {}))
     last = result.history[-1] if result.history else {}
     loss = last.get("loss", float("nan"))
     print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min; last loss {loss:.3f}")
     return 0
+
+
+@command("lectures")
+def _lectures(args: argparse.Namespace) -> int:
+    from vos_lab.lectures import run
+
+    return run(args)
 
 
 @command("demo")
@@ -200,8 +247,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 @command("bench")
 def _bench(args: argparse.Namespace) -> int:
-    from vos_lab.bench import bench_propagation
+    from vos_lab.bench import bench_attention, bench_propagation, bench_sampler
+    from vos_lab.features import pick_device
 
+    if args.what == "attention":
+        bench_attention(tuple(int(h) for h in _names(args.heights)), references=args.references,
+                        radius=args.radius, topk=args.topk, device=pick_device().type)
+        return 0
+    if args.what == "sampler":
+        bench_sampler(args.profile)
+        return 0
     bench_propagation(args.features, _config(args), args.height, args.width, args.frames,
                       davis=args.davis, sequence=args.sequence, split=args.split)
     return 0

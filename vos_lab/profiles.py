@@ -20,7 +20,7 @@ ENV_VAR = "VOS_LAB_PROFILE"
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes and budgets. Training length is `train_steps` (cpu: 800 steps, about 10 minutes on 2 idle
+    """Sizes and budgets. Training length is `train_steps` (cpu: 800 steps, 7-10 minutes on 2 idle
     cores); `train_minutes` optionally caps the training time as well (None: no cap)."""
 
     name: str
@@ -29,7 +29,8 @@ class Profile:
     synthetic_frames: int
     synthetic_height: int
     synthetic_width: int
-    # evaluation on real DAVIS (when present, always at full 480p): sequences and frames each (None = all)
+    # evaluation on real DAVIS in the notebooks (when present, always at full 480p): sequences and frames
+    # each (None = all). cpu: the first 4 sequences, so a chapter renders in minutes; the CLI measures all.
     eval_sequences: int | None
     eval_max_frames: int | None
     # training
@@ -52,7 +53,7 @@ PROFILES: dict[str, Profile] = {
                      train_steps=4, train_minutes=1.0, batch_size=2, crop_size=64, encoder_width=8,
                      encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=0),
     "cpu": Profile("cpu", synthetic_sequences=4, synthetic_frames=24, synthetic_height=240, synthetic_width=432,
-                   eval_sequences=None, eval_max_frames=None,
+                   eval_sequences=4, eval_max_frames=None,
                    train_steps=800, train_minutes=None, batch_size=8, crop_size=192, encoder_width=32,
                    encoder_multipliers=(1, 2, 2, 2), embed_dim=64, eval_every=0),
     "gpu": Profile("gpu", synthetic_sequences=8, synthetic_frames=40, synthetic_height=480, synthetic_width=854,

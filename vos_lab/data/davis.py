@@ -118,6 +118,12 @@ class DavisSequence:
     def frame_names(self) -> list[str]:
         return [p.stem for p in self.frame_paths]
 
+    def head(self, frames: int | None) -> DavisSequence:
+        """The first `frames` frames (all when None): quick runs on long sequences."""
+        if frames is None:
+            return self
+        return DavisSequence(self.name, self.frame_paths[:frames], self.mask_paths[:frames], self.year)
+
     def frame(self, index: int) -> np.ndarray:
         return read_frame(self.frame_paths[index])
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from vos_lab.errors import VosLabError
 from vos_lab.methods.base import Method
 from vos_lab.methods.colorization import ColourisationMethod
+from vos_lab.methods.corrflow import CorrFlowMethod
+from vos_lab.methods.mast import MastMethod
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod,)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod, CorrFlowMethod, MastMethod)}
 
 
 def build_method(config: dict) -> Method:

@@ -1,0 +1,328 @@
+# %% [markdown]
+# # Chapter 2: Colourisation as a proxy task, and an information bottleneck
+#
+# Chapter 1 propagated labels along affinities of *hand-made* features (raw pixels, a random CNN). Now
+# we **learn** the features from unlabeled video. The trick of Vondrick et al. (ECCV 2018): ask a
+# network to *colour* a grayscale frame by **copying** colours from a reference frame. Copying is only
+# possible if each target pixel points at the same physical point in the reference, so a network that
+# learns to colourise learns correspondence for free, and at test time we copy labels instead of colours.
+# CorrFlow (Lai & Xie, BMVC 2019) keeps the colour input but adds an *information bottleneck*.
+#
+# **Learning goals**
+# - explain the Lab colour space and why the target is quantised into 16 colour classes;
+# - build the colourisation pointer step by step (softmax over reference pixels, copy, cross-entropy);
+# - explain why RGB input needs a bottleneck (channel dropout), and measure it with an ablation;
+# - train the models (load-or-train) and compare them with chapter 1's baselines under one protocol.
+
+# %% tags=["parameters"]
+PROFILE = None  # "smoke", "cpu" or "gpu"; None: $VOS_LAB_PROFILE, else "cpu"
+SEED = 0  # seed of every random generator
+DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/davis2016-dev when present
+DEVICE = "auto"  # "auto", "cpu" or "cuda"
+INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
+TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or comma-separated folders of videos/frames
+CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the repository
+
+# %% [markdown]
+# ## Setup
+
+# %%
+# %matplotlib inline
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vos_lab import exercises, plots
+from vos_lab.colour import lab_to_rgb, rgb_to_lab
+from vos_lab.data.synthetic import generate_video
+from vos_lab.features import build_encoder
+from vos_lab.methods.colorization import VARIANTS, channel_dropout, colour_classes
+from vos_lab.notebook import (
+    REPO,
+    davis_sequences,
+    encode_video,
+    iter_davis_predictions,
+    jf_scores,
+    propagate_features,
+    setup,
+)
+from vos_lab.propagation import PropagationConfig
+from vos_lab.training.clips import ClipSampler
+from vos_lab.training.data import load_training_videos
+from vos_lab.training.quantise import fit_ab_centres, quantise_ab
+from vos_lab.training.run import method_for_profile, train_from_profile
+from vos_lab.widgets import AffinityExplorer
+
+lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str)
+P = lab.profile
+SOURCES = [s.strip() for s in TRAIN_DATA.split(",") if s.strip()]
+CHECKPOINT_DIR = REPO / CHECKPOINTS
+print(lab)
+print("training data:", SOURCES, "| checkpoints:", CHECKPOINT_DIR)
+
+# %% [markdown]
+# ## 1. Lab: brightness apart from colour
+# In CIE **Lab**, L is the lightness (0..100) and a, b are two colour axes (green-red, blue-yellow).
+# A grayscale image is exactly the L channel, so "colourise" means "predict ab from L".
+
+# %%
+video = generate_video(SEED, frames=P.synthetic_frames, height=P.synthetic_height, width=P.synthetic_width)
+frame = video.frames[0]
+lab_frame = rgb_to_lab(frame)
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.4))
+plots.image_panel(axes[0], frame, "RGB frame")
+for ax, channel, name in zip(axes[1:], range(3), ("L (lightness)", "a (green-red)", "b (blue-yellow)"), strict=True):
+    ax.imshow(lab_frame[..., channel], cmap="gray" if channel == 0 else "coolwarm")
+    ax.set_title(name)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+fig.suptitle("One frame in Lab");
+
+# %% [markdown]
+# ## 2. Sixteen colour classes
+# Regressing ab directly averages colours into brown; Vondrick et al. (Sec. 3.2) cluster the ab plane
+# of training frames with **k-means into 16 colours** and predict a *class*. Each pixel's target is its
+# nearest centre.
+
+# %%
+videos = load_training_videos(SOURCES, round(P.crop_size * 4 / 3), P, SEED,
+                              max_frames=P.synthetic_frames if P.name == "smoke" else None)
+sample = np.concatenate([v.frames[:: max(1, len(v.frames) // 8)].reshape(-1, 3) for v in videos])  # pixels
+centres = fit_ab_centres(sample, clusters=16, samples=20_000, seed=SEED)
+palette = lab_to_rgb(np.concatenate([np.full((16, 1), 65.0), centres], axis=1)[None])[0]
+fig, ax = plt.subplots(figsize=(4, 3.5))
+ax.scatter(centres[:, 0], centres[:, 1], c=palette / 255, s=200, edgecolors="k")
+ax.set(title=f"16 k-means centres of ab ({len(videos)} training videos)", xlabel="a", ylabel="b");
+
+# %% [markdown]
+# **Exercise 2.1.** Write `nearest_centre(ab, centres)`: ab values `(2, H, W)` and centres `(K, 2)` ->
+# the index of the nearest centre (squared Euclidean distance) for every pixel, `(H, W)`.
+
+# %%
+def nearest_centre(ab: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+exercises.check_nearest_centre(nearest_centre)
+
+# %% [markdown]
+# The frame rebuilt from its L channel and the centre of each pixel's class: 16 colours are enough to
+# recognise what is where.
+
+# %%
+classes = quantise_ab(torch.from_numpy(lab_frame[..., 1:]).permute(2, 0, 1), torch.from_numpy(centres))
+rebuilt = np.concatenate([lab_frame[..., :1], centres[classes.numpy()]], axis=-1)
+fig, axes = plt.subplots(1, 2, figsize=(7, 2.4))
+plots.image_panel(axes[0], frame, "original")
+plots.image_panel(axes[1], lab_to_rgb(rebuilt), "L + quantised ab (16 classes)")
+fig.suptitle("Colour quantisation");
+
+# %% [markdown]
+# ## 3. The pointer, step by step
+# Features $f$ come from a CNN with stride 8. For target cell $j$ and reference cells $i$ (all cells of
+# all reference frames together),
+# $$A_{ij} = \frac{\exp(f_i^\top f_j / T)}{\sum_{k} \exp(f_k^\top f_j / T)}, \qquad
+#   \hat c_j = \sum_i A_{ij}\, \mathrm{onehot}(c_i), \qquad
+#   \mathcal L = -\sum_j \log \hat c_j[c_j],$$
+# with $T = 1$ in training (Vondrick et al., Eq. 1-3). We build it by hand on a clip with an untrained
+# network, then check it against `ColourisationMethod`.
+
+# %%
+method = method_for_profile("colorization", P, variant="vondrick").to(lab.device)
+method.centres.copy_(torch.from_numpy(centres))
+sampler = ClipSampler(videos, method.clip_length, method.gaps, P.crop_size, seed=SEED)
+batch = method.prepare(sampler.batch(2), lab.device)
+print({k: tuple(v.shape) for k, v in batch.items()}, "(batch, frames, channels, height, width)")
+
+method.eval()  # batch-norm with its running statistics, so both computations see the same features
+with torch.no_grad():
+    features = method.encode_clips(batch["inputs"]).float()  # (B, 4, D, h, w)
+    cls = colour_classes(batch["lab"], method.centres, features.shape[-2:])  # (B, 4, h, w)
+    b, t, d, h, w = features.shape
+    target = features[:, -1].flatten(2)  # (B, D, h*w)
+    references = features[:, :-1].permute(0, 2, 1, 3, 4).reshape(b, d, -1)  # (B, D, 3*h*w)
+    weights = torch.softmax(torch.einsum("bdq,bdk->bqk", target, references) / 1.0, dim=-1)
+    copied = weights @ F.one_hot(cls[:, :-1].flatten(1), 16).float()  # (B, h*w, 16)
+    by_hand = F.nll_loss(torch.log(copied.clamp_min(1e-8)).flatten(0, 1), cls[:, -1].flatten())
+    package_loss, logs = method.loss(batch, step=0)
+print(f"loss by hand {by_hand.item():.5f} | vos_lab {package_loss.item():.5f} | chance level log(16) = {np.log(16):.3f}")
+
+# %%
+assert torch.allclose(by_hand, package_loss, atol=1e-5)
+assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)), atol=1e-5)
+
+# %% [markdown]
+# **Exercise 2.2.** Write `copy_colours(weights, reference_classes, k)`: weights `(B, Nq, Nk)` (rows sum
+# to 1), reference classes `(B, Nk)` (integers in 0..k-1) -> predicted colour distributions `(B, Nq, k)`.
+
+# %%
+def copy_colours(weights: torch.Tensor, reference_classes: torch.Tensor, k: int) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+exercises.check_copy_colours(copy_colours)
+
+# %% [markdown]
+# ## 4. Why RGB input needs a bottleneck
+# Give the network the *colour* frames and it can read the target's colour from its own input: the
+# loss drops without any correspondence. CorrFlow (Sec. 3.2) removes that shortcut: with probability
+# 0.7 it zeroes **1 or 2 of the 3 channels** (the same ones in every frame of a sample) and rescales the
+# rest. Here are four samples of one batch after the bottleneck (each shown as its channels).
+
+# %%
+rgb_method = method_for_profile("colorization", P, variant="bottleneck")
+clips = sampler.batch(4)
+inputs = rgb_method.prepare(clips, torch.device("cpu"))["inputs"]
+dropped = channel_dropout(inputs, 0.7, generator=torch.Generator().manual_seed(SEED))
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.6))
+for ax, sample_in, sample_out in zip(axes, inputs, dropped, strict=True):
+    kept = [c for c in range(3) if sample_out[0, c].abs().sum() > 0]
+    shown = (sample_out[0].permute(1, 2, 0).numpy() * 0.25 + 0.5).clip(0, 1)
+    plots.image_panel(ax, (shown * 255).astype(np.uint8), f"kept channels {kept}")
+fig.suptitle("Channel dropout (CorrFlow's bottleneck) on four training samples");
+
+# %% [markdown]
+# ## 5. Training (load-or-train)
+# Three models with the same encoder, data and number of steps:
+# - **vondrick**: grayscale input, 3 references -> 1 target;
+# - **bottleneck**: RGB input with channel dropout, 1 reference -> 1 target (CorrFlow's bottleneck with
+#   the global pointer of this chapter; chapter 3 adds CorrFlow's restricted attention);
+# - **rgb**: the ablation, RGB input without the bottleneck.
+#
+# A matching checkpoint in `CHECKPOINTS` is loaded; otherwise the model trains (progress bar, atomic
+# checkpoints, resumes after an interruption). *CPU simplification:* the cpu profile uses a narrower
+# stride-8 ResNet-18 (width 32, stage widths 32-64-64-64), 192-px crops and 800 steps (7-10 minutes
+# each on 2 cores); the gpu profile trains the full-width ResNet-18 layout at 256 px.
+
+# %%
+results = {}
+for variant in VARIANTS:
+    results[variant] = train_from_profile("colorization", P, CHECKPOINT_DIR / f"ch02-{variant}-{P.name}.pt",
+                                          SOURCES, seed=SEED, device=DEVICE, variant=variant)
+    print(f"{variant:>10}: {results[variant].step} steps, {results[variant].seconds / 60:.1f} min of training")
+
+# %%
+fig, ax = plt.subplots()
+for variant, result in results.items():
+    steps = [h["step"] for h in result.history]
+    loss = np.convolve([h["loss"] for h in result.history], np.ones(20) / 20, mode="valid") \
+        if len(result.history) >= 20 else [h["loss"] for h in result.history]
+    ax.plot(steps[len(steps) - len(loss):], loss, label=variant)
+ax.set(title="Training loss (moving average of 20 steps)", xlabel="step", ylabel="cross-entropy")
+ax.legend();
+
+# %% [markdown]
+# The *rgb* model's loss falls lowest: it reads colours from its input rather than copying them.
+# A low proxy loss is not the goal; correspondence is.
+
+# %% [markdown]
+# ## 6. What the model copies: colourised reconstructions
+# The trained **vondrick** model colours a grayscale target by copying from its references: here its
+# predicted classes (L from the target, ab from the class centres) next to the truth.
+
+# %%
+model = results["vondrick"].method.to(lab.device)
+clip = sampler.batch(1)
+with torch.no_grad():
+    batch = model.prepare(clip, lab.device)
+    feats = model.encode_clips(batch["inputs"]).float()
+    cls = colour_classes(batch["lab"], model.centres, feats.shape[-2:])
+    predicted = model.predict_colours(feats, cls).argmax(-1).view(feats.shape[-2:]).cpu().numpy()
+target_lab = rgb_to_lab(clip[0, -1])
+ab = np.kron(model.centres.cpu().numpy()[predicted], np.ones((8, 8, 1)))[: target_lab.shape[0], : target_lab.shape[1]]
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.6))
+plots.image_panel(axes[0], clip[0, 0], "reference (t-3)")
+plots.image_panel(axes[1], lab_to_rgb(np.concatenate([target_lab[..., :1], 0 * target_lab[..., 1:]], -1)),
+                  "target input (gray)")
+plots.image_panel(axes[2], lab_to_rgb(np.concatenate([target_lab[..., :1], ab], -1)), "colours copied")
+plots.image_panel(axes[3], clip[0, -1], "true colours")
+fig.suptitle("Colourisation by copying (trained vondrick model)");
+
+# %% [markdown]
+# ## 7. Does it track? J&F under chapter 1's protocol
+# Every model is evaluated with the same propagation (tau 0.1, top-5, radius 12, frame 0 + 7 recent
+# frames) against the best hand-made baseline of chapter 1 (Lab pixels), on synthetic videos and, when
+# present, on real DAVIS sequences (the profile says how many).
+
+# %%
+config = PropagationConfig()
+encoders = {"lab pixels (ch. 1)": build_encoder("lab", lab.device)}
+encoders.update({f"{v}": r.method.frame_encoder().to(lab.device).eval() for v, r in results.items()})
+synthetic = [generate_video(SEED + 100 + i, P.synthetic_frames, P.synthetic_height, P.synthetic_width)
+             for i in range(P.synthetic_sequences)]
+real = davis_sequences(lab)
+scores = {"synthetic": {}, "DAVIS": {}}
+for name, encoder in encoders.items():
+    with torch.no_grad():
+        scores["synthetic"][name] = jf_scores({
+            f"synth-{i}": (v.masks, propagate_features(encode_video(encoder, v.frames), v.masks[0], config))
+            for i, v in enumerate(synthetic)})["J&F-Mean"]
+        if real:
+            scores["DAVIS"][name] = jf_scores({n: (gt, pred) for n, gt, pred in
+                                               iter_davis_predictions(encoder, real, config)})["J&F-Mean"]
+for data, row in scores.items():
+    if row:
+        print(f"{data:>9}: " + " | ".join(f"{name} {value:.3f}" for name, value in row.items()))
+
+# %%
+assert all(0.0 <= v <= 1.0 for row in scores.values() for v in row.values())
+fig, axes = plt.subplots(1, 2 if scores["DAVIS"] else 1, figsize=(10, 3.2), squeeze=False)
+for ax, (data, row) in zip(axes[0], [(d, r) for d, r in scores.items() if r], strict=True):
+    ax.bar(list(row), list(row.values()), color=["0.6"] + ["C0"] * (len(row) - 1))
+    ax.set(title=f"J&F on {data} ({P.name} profile)", xlabel="features", ylabel="J&F-Mean", ylim=(0, 1))
+    ax.tick_params(axis="x", rotation=20)
+fig.suptitle("Learned correspondences vs the best pixel baseline");
+
+# %% [markdown]
+# What we measured on the 14 development sequences of DAVIS-2016 (480p, all frames; cpu profile, each
+# model trained for 800 steps on the 8 real clips of `../shared/data/videos`, which contain no DAVIS
+# sequence), with `python -m vos_lab train colorization --variant V --profile cpu --data ../shared/data/videos
+# --out V.pt`, then `propagate --features V.pt` and `evaluate`:
+#
+# RESULTS_TABLE
+#
+# In the smoke profile (CI) the models train for a few steps, so their numbers mean nothing.
+
+# %% [markdown]
+# ## 8. The affinity explorer on learned features
+# Where does a pixel of the target frame point in its references, with the trained bottleneck features?
+# (`INTERACTIVE = True` in JupyterLab gives the live widget: click a pixel, move the sliders.)
+
+# %%
+clip_video = synthetic[0]
+explorer = AffinityExplorer(clip_video.frames[:4], clip_video.masks[:4],
+                            encoder=results["bottleneck"].method.frame_encoder().to(lab.device).eval())
+h, w = clip_video.frames.shape[1:3]
+if INTERACTIVE:
+    display(explorer.interactive())  # noqa: F821 (IPython)
+explorer.static_figure([(h // 3, w // 3), (2 * h // 3, 2 * w // 3)]);
+
+# %%
+view = explorer.view((h // 2, w // 2))
+assert np.isclose(float(np.asarray(view.label).sum()), 1.0, atol=1e-4)  # a distribution over labels
+assert len(view.matches) == explorer.config.topk
+
+# %% [markdown]
+# ## Summary
+# - Colourisation turns unlabeled video into supervision: a target pixel can only copy its colour from
+#   the right place, so the pointer learns correspondence.
+# - Lab separates brightness (input) from colour (target); 16 k-means classes make the target a
+#   classification.
+# - With RGB input the network can cheat; CorrFlow's channel dropout is an *information bottleneck* that
+#   forces copying. The ablation shows the difference in J&F.
+# - The same propagation protocol measures everything, so the comparison with chapter 1 is fair.
+#
+# ## Exercises
+# 1. Train the bottleneck model with 8 and 32 colour clusters (`variant="bottleneck", clusters=8`).
+#    Does J&F change?
+# 2. Set the dropout probability to 1.0 (always drop) by editing `VARIANTS`: what happens to the loss
+#    and to J&F?
+# 3. Use the training temperature 0.5 of Vondrick et al.'s test time in our protocol (`PropagationConfig(
+#    temperature=0.5)`). Why is 0.1 better for L2-normalised features?
+#
+# ## References
+# - C. Vondrick, A. Shrivastava, A. Fathi, S. Guadarrama, K. Murphy. *Tracking Emerges by Colorizing
+#   Videos.* ECCV 2018.
+# - Z. Lai, W. Xie. *Self-supervised Learning for Video Correspondence Flow.* BMVC 2019.
+# - R. Zhang, P. Isola, A. Efros. *Colorful Image Colorization.* ECCV 2016 (quantised colour targets).

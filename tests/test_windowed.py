@@ -1,0 +1,102 @@
+"""Restricted (windowed) attention: equal to the dense version, differentiable, and the ROI search."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig, propagate_step, roi_propagation
+from vos_lab.windowed import dense_attention, localise, neighbourhood_mask, roi_topk, windowed_attention
+
+
+def _problem(b, n, h, w, channels=8, values=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, channels, h, w, generator=g), torch.randn(b, n, channels, h, w, generator=g),
+            torch.randn(b, n, values, h, w, generator=g))
+
+
+@pytest.mark.parametrize("b,n,h,w,radius,dilation,topk", [
+    (2, 3, 13, 17, 3, 1, None), (2, 2, 13, 17, 3, 2, None), (1, 1, 24, 24, 6, 1, None), (3, 2, 9, 30, 2, 3, 5),
+    (1, 2, 20, 9, 12, 1, 7), (2, 1, 8, 8, 0, 1, None), (1, 1, 11, 5, 2, 1, 1000)])
+def test_windowed_equals_dense(b, n, h, w, radius, dilation, topk):
+    query, keys, values = _problem(b, n, h, w)
+    windowed = windowed_attention(query, keys, values, radius, 0.5, topk, dilation)
+    dense = dense_attention(query, keys, values, radius, 0.5, topk, dilation)
+    assert windowed.shape == (b, 3, h, w)
+    assert torch.allclose(windowed, dense, atol=1e-5)
+
+
+def test_a_window_covering_the_frame_is_full_attention():
+    query, keys, values = _problem(2, 1, 6, 7)
+    full = torch.softmax(torch.einsum("bcq,bck->bqk", query.flatten(2), keys[:, 0].flatten(2)), dim=-1)
+    expected = torch.bmm(full, values[:, 0].flatten(2).transpose(1, 2)).transpose(1, 2).reshape(2, 3, 6, 7)
+    assert torch.allclose(windowed_attention(query, keys[:, 0], values[:, 0], 7, 1.0), expected, atol=1e-5)
+
+
+def test_dilated_window_sees_only_every_dth_cell():
+    mask = neighbourhood_mask(9, 9, radius=2, dilation=2).view(9, 9, 9, 9)
+    assert mask[4, 4].nonzero().tolist() == [[y, x] for y in (0, 2, 4, 6, 8) for x in (0, 2, 4, 6, 8)]
+
+
+def test_gradients_flow_to_query_and_keys():
+    query, keys, values = _problem(2, 1, 10, 12)
+    query.requires_grad_(True)
+    keys.requires_grad_(True)
+    out = windowed_attention(query, keys, values, 3, 1.0)
+    out.square().sum().backward()
+    assert query.grad.abs().sum() > 0 and keys.grad.abs().sum() > 0
+    assert torch.isfinite(query.grad).all() and torch.isfinite(keys.grad).all(), "masked positions give no NaN"
+
+
+def _shifted_patch(shift=(6, 9), size=(24, 32), channels=4):
+    """A target whose distinctive cells appear in the reference moved by `shift` cells."""
+    g = torch.Generator().manual_seed(1)
+    reference = F.normalize(torch.randn(channels, *size, generator=g), dim=0)
+    query = F.normalize(torch.randn(channels, *size, generator=g), dim=0)
+    query[:, 4:10, 4:10] = reference[:, 4 + shift[0]: 10 + shift[0], 4 + shift[1]: 10 + shift[1]]
+    labels = torch.zeros(2, *size)
+    labels[0] = 1
+    labels[:, 4 + shift[0]: 10 + shift[0], 4 + shift[1]: 10 + shift[1]] = torch.tensor([0.0, 1.0])[:, None, None]
+    return query, reference, labels
+
+
+def test_coarse_search_locates_a_shifted_patch():
+    query, reference, _ = _shifted_patch()
+    centres = localise(query[None], reference[None], radius=3, dilation=3, temperature=0.05, topk=1)
+    assert centres.shape == (1, 1, 2, 24, 32)
+    # The patch moved by (6, 9): both multiples of the dilation, so the coarse grid hits it exactly.
+    assert torch.equal(centres[0, 0, :, 4:10, 4:10], torch.stack(torch.meshgrid(
+        torch.arange(10, 16), torch.arange(13, 19), indexing="ij")).float())
+
+
+def test_roi_finds_what_the_plain_window_cannot():
+    query, reference, labels = _shifted_patch()
+    config = PropagationConfig(radius=3, topk=1, context=0, roi=True, roi_dilation=3)  # coarse search: +-9 cells
+    with_roi = roi_propagation(query, reference[None], labels[None], config, far=1)
+    without = propagate_step(query, reference[None], labels[None], PropagationConfig(radius=3, topk=1))
+    assert (with_roi[1, 4:10, 4:10] > 0.99).all(), "the ROI is centred on the moved patch"
+    assert (without[1, 4:10, 4:10] < 0.01).all(), "a +-3 window cannot reach a (6, 9) move"
+
+
+def test_roi_with_centres_on_the_cells_is_the_plain_window():
+    query, keys, values = _problem(1, 2, 10, 13)
+    grid = torch.stack(torch.meshgrid(torch.arange(10), torch.arange(13), indexing="ij")).float()
+    scores, picked = roi_topk(query, keys, values, grid.expand(1, 2, 2, 10, 13), radius=3, topk=6,
+                              chunk_bytes=4096)
+    weights = torch.softmax(scores / 0.5, -1)
+    assert torch.allclose(torch.einsum("bhwk,bhwkv->bvhw", weights, picked),
+                          windowed_attention(query, keys, values, 3, 0.5, topk=6), atol=1e-5)
+
+
+def test_memory_layouts():
+    assert PropagationConfig(**MEMORY_LAYOUTS["mast"]).references(12) == [0, 5, 7, 9, 11]
+    assert PropagationConfig(**MEMORY_LAYOUTS["mast"]).far(12) == 2
+    assert PropagationConfig(**MEMORY_LAYOUTS["previous"]).references(12) == [11]
+    assert PropagationConfig(**MEMORY_LAYOUTS["default"]) == PropagationConfig()
+
+
+def test_attention_benchmark_measures_both():
+    from vos_lab.bench import _attention_run
+
+    for name in ("dense", "windowed"):
+        seconds, peak = _attention_run(name, (8, 10), 8, 2, 2, 5, "cpu", 1)
+        assert seconds > 0 and peak >= 0

@@ -1,0 +1,152 @@
+"""Automatic checks for the chapters' exercises.
+
+Each `check_*` takes the student's function, compares it with the package's version on a few cases, and
+raises AssertionError with a message that says which case failed and how. A stub that still raises
+NotImplementedError is reported, and the check then runs on the solution in `notebooks/solutions/` so the
+notebook still executes from top to bottom (CI runs every chapter). `solution(chapter, name)` returns a
+solution function and `show_solution(chapter, name)` prints its code, for when you choose to look.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+import torch
+
+from vos_lab.data.davis import mask_to_ids
+from vos_lab.errors import VosLabError
+from vos_lab.notebook import REPO
+from vos_lab.propagation import PropagationConfig
+
+SOLUTIONS = REPO / "notebooks" / "solutions"
+
+
+@cache
+def _solutions(chapter: int):
+    path = SOLUTIONS / f"ch{chapter:02d}.py"
+    if not path.is_file():
+        raise VosLabError(f"{path}: solutions of chapter {chapter} not found")
+    spec = importlib.util.spec_from_file_location(f"vos_lab_solutions_ch{chapter:02d}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def solution(chapter: int, name: str) -> Callable:
+    """The solution function `name` of chapter `chapter`."""
+    module = _solutions(chapter)
+    if not hasattr(module, name):
+        raise VosLabError(f"chapter {chapter} has no solution named '{name}'")
+    return getattr(module, name)
+
+
+def show_solution(chapter: int, name: str) -> None:
+    """Print the code of a solution."""
+    print(inspect.getsource(solution(chapter, name)))
+
+
+def _attempted(fn: Callable, chapter: int, name: str, *probe) -> Callable:
+    """`fn`, or the solution when `fn` still raises NotImplementedError (with a note saying so)."""
+    try:
+        fn(*probe)
+    except NotImplementedError:
+        print(f"Exercise '{name}' is not done yet: checking the solution instead. "
+              f"Write your version, then run this check again.")
+        return solution(chapter, name)
+    return fn
+
+
+def _masks(seed: int, shape=(24, 32)) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    raw = rng.choice(np.array([0, 1, 2, 3, 255], dtype=np.uint8), size=shape, p=[0.5, 0.2, 0.1, 0.1, 0.1])
+    return [raw, np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8)]
+
+
+def check_ids_from_2017(fn: Callable) -> None:
+    """Exercise 0.1: DAVIS-2017 stored values -> (ids, void), as `vos_lab.data.davis.mask_to_ids`."""
+    cases = _masks(0)
+    fn = _attempted(fn, 0, "ids_from_2017", cases[0])
+    for k, raw in enumerate(cases):
+        ids, void = fn(raw.copy())
+        want_ids, want_void = mask_to_ids(raw, 2017)
+        assert np.shape(ids) == raw.shape and np.shape(void) == raw.shape, \
+            f"case {k}: both outputs must have the mask's shape {raw.shape}, got {np.shape(ids)}, {np.shape(void)}"
+        assert np.array_equal(np.asarray(void, dtype=bool), want_void), \
+            f"case {k}: void must be True exactly where the stored value is 255"
+        assert np.array_equal(ids, want_ids), \
+            f"case {k}: ids differ at {int((ids != want_ids).sum())} pixels (void must become 0, others keep their id)"
+    print("ids_from_2017: correct")
+
+
+def check_j_recall(fn: Callable) -> None:
+    """Exercise 0.2: recall = fraction of frames scoring above 0.5 (not >=)."""
+    cases = [np.array([0.9, 0.4, 0.6, 0.1]), np.array([0.5, 0.5]), np.array([1.0]), np.linspace(0, 1, 11)]
+    fn = _attempted(fn, 0, "j_recall", cases[0])
+    for k, scores in enumerate(cases):
+        got, want = fn(scores), float(np.mean(scores > 0.5))
+        assert np.isclose(got, want), f"case {k} {scores.round(2).tolist()}: expected {want:.3f}, got {got}" + (
+            " (a frame at exactly 0.5 does not count)" if np.isclose(got, np.mean(scores >= 0.5)) else "")
+    print("j_recall: correct")
+
+
+def check_context_frames(fn: Callable) -> None:
+    """Exercise 1.2: frame 0 + the n most recent frames, as `PropagationConfig(context=n).references(t)`."""
+    cases = [(1, 3), (2, 3), (5, 3), (10, 7), (4, 7), (9, 1), (6, 0)]
+    fn = _attempted(fn, 1, "context_frames", 5, 3)
+    for t, n in cases:
+        got, want = list(fn(t, n)), PropagationConfig(context=n).references(t)
+        assert got == want, f"t={t}, n={n}: expected {want}, got {got}" + (
+            " (frame 0 must appear once, first)" if got.count(0) != 1 else "")
+    print("context_frames: correct")
+
+
+def check_topk_weights(fn: Callable) -> None:
+    """Exercise 1.1: softmax over the top-k scores of each row, zeros elsewhere."""
+    scores = torch.randn(4, 30, generator=torch.Generator().manual_seed(0))
+    fn = _attempted(fn, 1, "topk_weights", scores, 3, 0.1)
+    for k, tau in ((1, 0.1), (3, 0.1), (5, 1.0), (30, 0.05)):
+        got = fn(scores.clone(), k, tau)
+        assert tuple(got.shape) == tuple(scores.shape), f"k={k}: shape must stay {tuple(scores.shape)}, got {got.shape}"
+        assert torch.allclose(got.sum(-1), torch.ones(4), atol=1e-5), f"k={k}: each row must sum to 1"
+        assert ((got > 0).sum(-1) <= k).all(), f"k={k}: at most k weights per row may be non-zero"
+        top, index = scores.topk(k, dim=-1)
+        want = torch.zeros_like(scores).scatter(-1, index, torch.softmax(top / tau, -1))
+        error = float((got - want).abs().max())
+        assert torch.allclose(got, want, atol=1e-5), \
+            f"k={k}, tau={tau}: weights differ by up to {error:.3g} (divide by tau before the softmax)"
+    print("topk_weights: correct")
+
+
+def check_nearest_centre(fn: Callable) -> None:
+    """Exercise 2.1: nearest ab centre per pixel, as `vos_lab.training.quantise.quantise_ab`."""
+    from vos_lab.training.quantise import quantise_ab
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(16, 2, generator=generator) * 40
+    ab = torch.randn(2, 9, 11, generator=generator) * 50
+    fn = _attempted(fn, 2, "nearest_centre", ab, centres)
+    got = torch.as_tensor(fn(ab.clone(), centres.clone()))
+    assert tuple(got.shape) == (9, 11), f"the output must be (H, W) = (9, 11), got {tuple(got.shape)}"
+    want = quantise_ab(ab, centres)
+    assert torch.equal(got.long(), want), f"{int((got != want).sum())} of 99 pixels got another centre"
+    assert torch.equal(torch.as_tensor(fn(centres.T.reshape(2, 4, 4), centres)).flatten().long(), torch.arange(16)), \
+        "each centre must map to itself"
+    print("nearest_centre: correct")
+
+
+def check_copy_colours(fn: Callable) -> None:
+    """Exercise 2.2: attention-weighted copy of one-hot reference colours."""
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.softmax(torch.randn(2, 5, 7, generator=generator), -1)
+    classes = torch.randint(0, 4, (2, 7), generator=generator)
+    fn = _attempted(fn, 2, "copy_colours", weights, classes, 4)
+    got = fn(weights, classes, 4)
+    assert tuple(got.shape) == (2, 5, 4), f"the output must be (B, Nq, k) = (2, 5, 4), got {tuple(got.shape)}"
+    assert torch.allclose(got.sum(-1), torch.ones(2, 5), atol=1e-5), "each distribution must sum to 1"
+    want = torch.einsum("bqk,bkc->bqc", weights, torch.nn.functional.one_hot(classes, 4).float())
+    assert torch.allclose(got, want, atol=1e-5), "the copied distribution differs: sum weights per colour class"
+    print("copy_colours: correct")

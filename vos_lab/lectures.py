@@ -1,0 +1,148 @@
+"""Render the course: execute each chapter with papermill (parameters from a profile), convert it to HTML.
+
+Chapters are the notebooks `notebooks/NN_*.ipynb`, so a new chapter joins by being there. For each one the
+executed notebook and its HTML go to the output folder; a chapter that fails still gets both, with the
+failing cell marked by papermill, and the command exits non-zero after the table of results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from vos_lab.errors import VosLabError
+from vos_lab.profiles import PROFILES
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the repository's chapters
+CHAPTER_RE = re.compile(r"^(\d{2})_\w+\.ipynb$")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    number: int
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+@dataclass
+class Rendered:
+    chapter: Chapter
+    ok: bool
+    minutes: float
+    html: Path
+    error: str = ""
+
+
+def discover(folder: Path = NOTEBOOKS) -> list[Chapter]:
+    """Every `NN_*.ipynb` of `folder`, by number."""
+    found = [Chapter(int(m.group(1)), p) for p in Path(folder).glob("*.ipynb") if (m := CHAPTER_RE.match(p.name))]
+    if not found:
+        raise VosLabError(f"{folder}: no chapter notebooks (NN_name.ipynb) found")
+    return sorted(found, key=lambda c: c.number)
+
+
+def select(chapters: list[Chapter], wanted: str | None) -> list[Chapter]:
+    """The chapters named by a comma-separated list of numbers ("0,1"); all when None."""
+    if not wanted:
+        return chapters
+    by_number = {c.number: c for c in chapters}
+    picked = []
+    for item in wanted.split(","):
+        item = item.strip()
+        if not item.isdigit() or int(item) not in by_number:
+            raise VosLabError(f"--chapters: no chapter '{item}' (have {', '.join(str(n) for n in by_number)})")
+        picked.append(by_number[int(item)])
+    return picked
+
+
+def parse_params(items: list[str]) -> dict:
+    """`NAME=VALUE` pairs, values read as YAML (so `true`, `3`, `0.1`, `null` get their types)."""
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise VosLabError(f"--param '{item}': expected NAME=VALUE")
+        params[name.strip()] = yaml.safe_load(value)
+    return params
+
+
+def _error_line(error: Exception) -> str:
+    """One line for the table: papermill's exception name and value, without the traceback."""
+    name, value = getattr(error, "ename", type(error).__name__), getattr(error, "evalue", str(error))
+    return f"{name}: {value}".splitlines()[0][:160]
+
+
+def to_html(notebook: Path, html: Path) -> Path:
+    """Convert an executed notebook to a standalone HTML page (images embedded)."""
+    import nbconvert
+    import nbformat
+
+    body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def render(chapter: Chapter, profile: str, out: Path, params: dict | None = None,
+           progress: bool = True) -> Rendered:
+    """Execute one chapter with papermill and convert it to HTML; failures are caught and reported."""
+    import papermill
+
+    executed = out / chapter.path.name
+    start = time.perf_counter()
+    error = ""
+    try:
+        papermill.execute_notebook(str(chapter.path), str(executed), parameters={"PROFILE": profile, **(params or {})},
+                                   cwd=str(chapter.path.parent), progress_bar=progress, kernel_name="python3")
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a row of the table
+        error = _error_line(exc)
+    minutes = (time.perf_counter() - start) / 60
+    html = out / f"{chapter.name}.html"
+    if executed.is_file():
+        to_html(executed, html)
+    return Rendered(chapter, not error, minutes, html, error)
+
+
+def format_results(results: list[Rendered]) -> str:
+    """The table of chapter / status / minutes (and the error line of failed chapters)."""
+    width = max(len(r.chapter.name) for r in results)
+    lines = [f"{'chapter'.ljust(width)}  status  minutes", f"{'-' * width}  ------  -------"]
+    for r in results:
+        lines.append(f"{r.chapter.name.ljust(width)}  {'ok' if r.ok else 'FAILED':6}  {r.minutes:7.2f}")
+        if not r.ok:
+            lines.append(f"    {r.error}\n    see {r.html.with_suffix('.ipynb')}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=tuple(PROFILES), default="cpu", help="sizes and budgets (default: cpu)")
+    parser.add_argument("--chapters", help="comma-separated chapter numbers, e.g. 0,1 (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("lectures"), help="output folder (default: %(default)s)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra notebook parameter, YAML value, repeatable (e.g. DATA_ROOT=/data/davis2017)")
+    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The `lectures` command: render the chosen chapters, print the table, 1 when one failed."""
+    from vos_lab.paths import writable_dir
+
+    chapters = select(discover(), args.chapters)
+    params = parse_params(args.param)
+    out = writable_dir(args.out)
+    results = []
+    for index, chapter in enumerate(chapters, start=1):
+        print(f"[{index}/{len(chapters)}] {chapter.name} (profile {args.profile}) ...", flush=True)
+        result = render(chapter, args.profile, out, params, progress=not args.no_progress)
+        print(f"[{index}/{len(chapters)}] {chapter.name}: {'ok' if result.ok else 'FAILED'} in "
+              f"{result.minutes:.2f} min -> {result.html}", flush=True)
+        results.append(result)
+    print("\n" + format_results(results))
+    return 0 if all(r.ok for r in results) else 1

@@ -1,0 +1,208 @@
+"""The one setup cell of every chapter, and the small data helpers the chapters share.
+
+A chapter's `parameters` cell (papermill) holds typed literals in UPPER_CASE; the setup cell right after
+it calls `setup(globals())`, which
+- checks the names set by the parameters cell (and papermill's injected cell) against the known
+  parameters (unknown name, wrong type or unknown profile: a VosLabError naming the parameter),
+- resolves the profile (PROFILE, else $VOS_LAB_PROFILE, else "cpu"), the device and the real data,
+- seeds Python, NumPy and PyTorch, and sets the course's matplotlib style.
+Chapters with their own parameters declare them: `setup(globals(), EPOCHS=int)`.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vos_lab.data.davis import DavisDataset, DavisSequence
+from vos_lab.errors import VosLabError
+from vos_lab.features import FrameEncoder, pick_device
+from vos_lab.metrics import evaluate_sequence, summarize
+from vos_lab.paths import davis_root
+from vos_lab.profiles import PROFILES, Profile, get_profile
+from vos_lab.propagation import PropagationConfig, dense_propagation, propagate_step, propagate_video
+
+DENSE_CELLS = 2048  # feature maps up to this many cells propagate with the full affinity (cpu: 30 x 54)
+THREADS = {"smoke": 1}  # torch threads per profile (tiny tensors: threads cost more than they give)
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DAVIS = REPO.parent / "shared" / "data" / "davis2016-dev"  # development data next to the repo
+
+# name -> (allowed types, what it means); None among the types means the value may be None.
+COMMON_PARAMETERS: dict[str, tuple[tuple, str]] = {
+    "PROFILE": ((str, None), f"one of {', '.join(PROFILES)}; None: $VOS_LAB_PROFILE, else cpu"),
+    "SEED": ((int,), "seed of every random generator"),
+    "DATA_ROOT": ((str, None), "a DAVIS folder or a data root; None: $VOS_LAB_DATA or ../shared/data"),
+    "DEVICE": ((str,), "auto, cpu or cuda"),
+    "INTERACTIVE": ((bool,), "True: live widgets (JupyterLab); False: static figures (papermill, nbval)"),
+}
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the setup cell resolved: sizes, device, seed, real data (None when absent) and all parameters."""
+
+    profile: Profile
+    device: torch.device
+    seed: int
+    davis: Path | None
+    interactive: bool
+    params: dict
+
+    def __str__(self) -> str:
+        davis = self.davis or "not found (real-data cells are skipped)"
+        return (f"profile {self.profile.name} | device {self.device} | seed {self.seed} | "
+                f"torch {torch.__version__}, {torch.get_num_threads()} threads | DAVIS: {davis}")
+
+
+def _type_names(types: tuple) -> str:
+    return " or ".join("None" if t is None else t.__name__ for t in types)
+
+
+def _literal_cell(source: str) -> list[str]:
+    """The UPPER_CASE names a cell assigns when it holds nothing but literal assignments (a parameters
+    cell, or the cell papermill injects after it); [] for any other cell."""
+    try:
+        body = ast.parse(source).body
+        for statement in body:
+            ast.literal_eval(statement.value if isinstance(statement, ast.Assign | ast.AnnAssign) else None)
+    except (SyntaxError, ValueError, TypeError):
+        return []
+    targets = [t for s in body for t in (s.targets if isinstance(s, ast.Assign) else [s.target])]
+    return [t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper()]
+
+
+def parameter_names(namespace: dict) -> set[str]:
+    """Names set by the parameters cell and papermill's injected cell: read from IPython's input history
+    (`In`) when there is one, else every UPPER_CASE name holding a literal-like value."""
+    history = namespace.get("In")
+    if isinstance(history, list):
+        return {name for source in history for name in _literal_cell(source)}
+    plain = (type(None), bool, int, float, str, list, dict)
+    return {k for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, plain)}
+
+
+def check_parameters(namespace: dict, **extra: type | tuple) -> dict:
+    """The parameters in `namespace` (a notebook's globals) checked against the known ones
+    (COMMON_PARAMETERS plus `extra`, name -> type or tuple of types, None allowed); returns them."""
+    known = {name: types for name, (types, _) in COMMON_PARAMETERS.items()}
+    known.update({name: t if isinstance(t, tuple) else (t,) for name, t in extra.items()})
+    given = {k: namespace[k] for k in parameter_names(namespace) | (set(known) & set(namespace))}
+    for name in sorted(set(given) - set(known)):
+        raise VosLabError(f"unknown parameter {name} (known: {', '.join(sorted(known))})")
+    for name, types in known.items():
+        if name not in given:
+            raise VosLabError(f"parameter {name} is missing from the parameters cell")
+        value = given[name]
+        ok = (value is None and None in types) or any(
+            t is not None and isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in types)
+        if not ok:
+            hint = " (papermill: pass booleans as YAML, -y 'NAME: true')" if bool in types else ""
+            raise VosLabError(f"parameter {name} must be {_type_names(types)}, got {type(value).__name__} "
+                              f"{value!r}{hint}")
+    if given["PROFILE"] is not None and given["PROFILE"] not in PROFILES:
+        raise VosLabError(f"parameter PROFILE: unknown profile {given['PROFILE']!r} (choose {', '.join(PROFILES)})")
+    return given
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (CUDA included)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def style_matplotlib() -> None:
+    """Small, consistent figures (d2l style): one size, readable fonts, no top/right spines."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({
+        "figure.figsize": (6.0, 3.5), "figure.dpi": 90, "savefig.dpi": 90, "font.size": 9,
+        "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": False,
+        "image.interpolation": "nearest", "figure.constrained_layout.use": True,
+    })
+
+
+def find_davis(data_root: str | Path | None = None) -> Path | None:
+    """A DAVIS folder: `data_root` itself or a DAVIS folder under it; else under $VOS_LAB_DATA; else the
+    development copy `../shared/data/davis2016-dev` next to the repository; else None."""
+    if data_root not in (None, ""):
+        root = Path(data_root).expanduser()
+        if (root / "ImageSets").is_dir():
+            return root
+        try:
+            return davis_root(root=root)
+        except VosLabError as error:
+            raise VosLabError(f"parameter DATA_ROOT: {error}") from None
+    found = davis_root()
+    if found is not None:
+        return found
+    return SHARED_DAVIS if (SHARED_DAVIS / "ImageSets").is_dir() else None
+
+
+def setup(namespace: dict, **extra: type | tuple) -> Session:
+    """The setup cell: check the parameters, pick profile and device, find real data, seed, style plots."""
+    params = check_parameters(namespace, **extra)
+    profile = get_profile(params["PROFILE"])
+    device = pick_device(params["DEVICE"])
+    if profile.name in THREADS:
+        torch.set_num_threads(THREADS[profile.name])
+    seed_everything(params["SEED"])
+    style_matplotlib()
+    return Session(profile, device, params["SEED"], find_davis(params["DATA_ROOT"]), params["INTERACTIVE"], params)
+
+
+# ------------------------------------------------------------------------------------ data and scores
+def davis_sequences(session: Session) -> list[DavisSequence]:
+    """The real sequences the profile asks for (eval_sequences x eval_max_frames) of the val split (else
+    train: the development copy has only train); [] without real data."""
+    if session.davis is None:
+        return []
+    try:
+        dataset = DavisDataset(session.davis, split="val")
+    except VosLabError:
+        dataset = DavisDataset(session.davis, split="train")
+    names = dataset.names[: session.profile.eval_sequences]
+    return [s.head(session.profile.eval_max_frames) for s in dataset.sequences(names)]
+
+
+def encode_video(encoder: FrameEncoder, frames, device: torch.device | str | None = None) -> torch.Tensor:
+    """Features (T, C, h, w) of frames (T, H, W, 3) uint8 (or any indexable of frames), one at a time."""
+    return torch.cat([encoder.encode(frames[t], device) for t in range(len(frames))])
+
+
+def dense_step(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, config: PropagationConfig,
+               far: int = 0) -> torch.Tensor:
+    """One propagation step with the full affinity: the same result as the windowed one, faster on small maps."""
+    return dense_propagation(query, keys, labels, config.radius, config.topk, config.temperature)
+
+
+def propagate_features(features: torch.Tensor, first_ids: np.ndarray, config: PropagationConfig,
+                       stride: int = 8, n_labels: int | None = None) -> np.ndarray:
+    """Predicted id maps (T, H, W) from precomputed features (T, C, h, w): re-run the protocol with other
+    settings without encoding again. Small maps (up to DENSE_CELLS cells) use the dense step."""
+    small = features.shape[-2] * features.shape[-1] <= DENSE_CELLS and not config.roi
+    return np.stack(list(propagate_video(lambda t: features[t], lambda t: t, len(features), first_ids, config,
+                                         stride, n_labels, step=dense_step if small else propagate_step)))
+
+
+def jf_scores(videos: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """The toolkit's global row for {name: (ground-truth ids (T, H, W), predicted ids)} (void-free masks)."""
+    results = {name: evaluate_sequence(gt, pred, None, int(gt[0].max())) for name, (gt, pred) in videos.items()}
+    return summarize(results)[0]
+
+
+def iter_davis_predictions(encoder: FrameEncoder, sequences: list[DavisSequence],
+                           config: PropagationConfig) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, ground-truth ids, predicted ids) of each real sequence, propagated with `encoder`."""
+    from vos_lab.evaluation import predict_sequence
+
+    for sequence in sequences:
+        gt, void = sequence.masks()
+        gt = np.where(void, 0, gt)
+        yield sequence.name, gt, np.stack(list(predict_sequence(encoder, sequence, config)))

@@ -1,0 +1,104 @@
+"""The course's figures: mask overlays over time and J&F-against-a-parameter curves.
+
+Every figure has a title and labelled axes; image panels name their frame on the x axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from vos_lab.data.davis import davis_palette
+
+
+def overlay(frame: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """An RGB frame (H, W, 3) uint8 with the objects of an id map (H, W) tinted in DAVIS palette colours."""
+    colours = davis_palette()[np.asarray(ids)].astype(np.float32)
+    frame = np.asarray(frame, dtype=np.float32)
+    tinted = np.where((np.asarray(ids) > 0)[..., None], (1 - alpha) * frame + alpha * colours, frame)
+    return tinted.round().astype(np.uint8)
+
+
+def image_panel(ax, image: np.ndarray, label: str, title: str | None = None) -> None:
+    """Show an image without ticks, its name as the x label."""
+    ax.imshow(image)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(label)
+    if title:
+        ax.set_title(title)
+
+
+def masks_over_time(frames: np.ndarray, rows: dict[str, np.ndarray], times: Sequence[int] | None = None,
+                    title: str = "Masks over time", columns: int = 5):
+    """One row per mask sequence (e.g. {"ground truth": gt, "lab": pred}), one column per chosen frame."""
+    times = list(times) if times is not None else np.linspace(0, len(frames) - 1, columns).round().astype(int)
+    fig, axes = plt.subplots(len(rows), len(times), figsize=(1.9 * len(times), 1.5 * len(rows) + 0.5),
+                             squeeze=False)
+    for r, (name, masks) in enumerate(rows.items()):
+        for c, t in enumerate(times):
+            image_panel(axes[r, c], overlay(frames[t], masks[t]), f"frame {t}")
+        axes[r, 0].set_ylabel(name)
+    fig.suptitle(title)
+    return fig
+
+
+def frames_strip(frames: np.ndarray, times: Sequence[int], title: str):
+    """A row of frames, e.g. a real clip over time."""
+    fig, axes = plt.subplots(1, len(times), figsize=(1.9 * len(times), 1.8), squeeze=False)
+    for ax, t in zip(axes[0], times, strict=True):
+        image_panel(ax, frames[t], f"frame {t}")
+    fig.suptitle(title)
+    return fig
+
+
+def sweep_curves(values: Sequence, scores: dict[str, Sequence[float]], parameter: str, ax=None,
+                 title: str | None = None, log: bool = False, ylabel: str = "J&F"):
+    """J&F (or any score) against one parameter, one line per method."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 2.8))
+    for name, ys in scores.items():
+        ax.plot(list(values), list(ys), marker="o", label=name)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(parameter)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"{ylabel} against {parameter}")
+    if len(scores) > 1:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def sweep_grid(sweeps: dict[str, tuple[Sequence, dict[str, Sequence[float]]]], title: str, log: Sequence[str] = ()):
+    """Several sweeps side by side: {parameter: (values, {method: scores})}."""
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(3.3 * len(sweeps), 2.9), squeeze=False)
+    for ax, (parameter, (values, scores)) in zip(axes[0], sweeps.items(), strict=True):
+        sweep_curves(values, scores, parameter, ax=ax, log=parameter in log)
+    fig.suptitle(title)
+    return fig
+
+
+def score_bars(scores: dict[str, float], title: str, ylabel: str = "J&F"):
+    """One bar per method, its value written on top."""
+    fig, ax = plt.subplots(figsize=(1.2 * len(scores) + 1.5, 2.8))
+    bars = ax.bar(list(scores), list(scores.values()), color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_xlabel("method")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    return fig
+
+
+def curves_over_time(series: dict[str, np.ndarray], title: str, ylabel: str):
+    """Per-frame curves (e.g. J per frame of each object, or object areas) against the frame index."""
+    fig, ax = plt.subplots(figsize=(5.5, 2.8))
+    for name, ys in series.items():
+        ax.plot(np.arange(len(ys)), ys, label=name)
+    ax.set_xlabel("frame")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
