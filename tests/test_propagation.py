@@ -33,6 +33,15 @@ def test_windowed_equals_dense(h, w, radius, n, topk):
     assert torch.allclose(windowed.sum(0), torch.ones(h, w), atol=1e-5), "soft labels stay a distribution"
 
 
+@pytest.mark.parametrize("h,w,radius,n,topk", [(13, 17, 3, 3, 5), (20, 9, 12, 2, 7), (31, 40, 5, 4, 10)])
+def test_benchmark_reference_is_dino_and_agrees(h, w, radius, n, topk):
+    from vos_lab.bench import dino_propagation
+
+    query, keys, soft = _random_problem(h, w, n)
+    windowed = windowed_propagation(query, keys, soft, radius, topk, 0.1)
+    assert torch.allclose(dino_propagation(query, keys, soft, radius, topk, 0.1), windowed, atol=1e-5)
+
+
 def test_radius_restricts_matches():
     # The only identical key sits 3 cells away: radius 2 cannot see it, radius 3 copies its label.
     h, w = 12, 12

@@ -166,3 +166,31 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(VosLabError, match="not a readable checkpoint"):
         load_encoder(bad)
+
+
+def test_periodic_validation_is_recorded_and_resumed(videos, synthetic_root, tmp_path):
+    from vos_lab.data.davis import DavisDataset
+    from vos_lab.evaluation import validation_jf
+
+    dataset = DavisDataset(synthetic_root)
+    evaluate = validation_jf(dataset, dataset.names[:1], max_frames=4)
+    out = tmp_path / "v.pt"
+    method = ColourisationMethod(variant="bottleneck", **SMALL)
+    sampler = ClipSampler(videos, 2, (1,), crop=64)
+    result = train(method, sampler, out, TrainConfig(3, 2, eval_every=2), evaluate=evaluate, progress=False)
+    assert [e["step"] for e in result.evaluations] == [2, 3]  # every 2 steps, and at the end
+    assert all(0.0 <= e["J&F"] <= 1.0 and e["J&F"] == pytest.approx((e["J"] + e["F"]) / 2) for e in result.evaluations)
+    assert load_checkpoint(out)["evaluations"] == result.evaluations
+
+
+def test_train_cli_validates_on_davis(synthetic_root, tmp_path, capsys):
+    from vos_lab.cli import main
+
+    out = tmp_path / "cli.pt"
+    assert main(["train", "colorization", "--variant", "bottleneck", "--profile", "smoke", "--steps", "2",
+                 "--val", str(synthetic_root), "--val-sequences", "1", "--val-frames", "3", "--out", str(out)]) == 0
+    assert "validation at step 2: J&F" in capsys.readouterr().out
+    assert load_checkpoint(out)["data"] == "embedded"  # a loaded model can say what it was trained on
+    assert main(["train", "colorization", "--profile", "smoke", "--val", str(tmp_path / "nowhere"),
+                 "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err

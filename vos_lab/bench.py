@@ -1,5 +1,7 @@
 """Benchmarks: windowed vs plain dense propagation on a video, and dense vs windowed attention by size.
 
+The dense propagation reference is DINO's `label_propagation` step for step (`dino_propagation`).
+
 Each implementation runs in its own fresh process, so its peak resident memory (ru_maxrss) above the
 memory it had once the features were computed is the propagation's own peak. Prints seconds per frame,
 peak memory, their ratios, and the J&F of both outputs against the ground truth.
@@ -11,6 +13,7 @@ allocator's peak on a GPU.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import resource
@@ -24,10 +27,35 @@ import torch
 from vos_lab.data.davis import DavisDataset, DavisSequence
 from vos_lab.features import build_encoder
 from vos_lab.metrics import evaluate_sequence, summarize
-from vos_lab.propagation import PropagationConfig, dense_propagation, propagate_video, windowed_propagation
-from vos_lab.windowed import dense_attention, windowed_attention
+from vos_lab.propagation import PropagationConfig, propagate_video, windowed_propagation
+from vos_lab.windowed import dense_attention, neighbourhood_mask, windowed_attention
 
-IMPLEMENTATIONS = {"windowed": windowed_propagation, "dense": dense_propagation}
+
+@functools.lru_cache(maxsize=1)
+def _dino_mask(h: int, w: int, radius: int, contexts: int) -> torch.Tensor:
+    return neighbourhood_mask(h, w, radius).float().unsqueeze(0).repeat(contexts, 1, 1)  # built once, as DINO does
+
+
+def dino_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, radius: int | None,
+                     topk: int, temperature: float) -> torch.Tensor:
+    """The plain dense reference, step for step as `label_propagation` in DINO's eval_video_segmentation.py:
+    exp(affinity / tau) of the target against every context frame, times the neighbourhood mask, top-k over
+    all context cells, renormalise, labels times affinity. Query (C, h, w), keys (N, C, h, w), labels
+    (N, L, h, w) -> soft labels (L, h, w)."""
+    n, _, h, w = keys.shape
+    target = query.flatten(1).T.unsqueeze(0).repeat(n, 1, 1)  # (N, hw, C)
+    aff = torch.exp(torch.bmm(target, keys.flatten(2)) / temperature)  # (N, hw targets, hw sources)
+    if radius is not None:
+        aff *= _dino_mask(h, w, radius, n)
+    aff = aff.transpose(2, 1).reshape(-1, h * w)  # (N hw sources, hw targets)
+    top, _ = torch.topk(aff, dim=0, k=topk)
+    aff[aff < top.min(dim=0).values] = 0
+    aff = aff / aff.sum(dim=0, keepdim=True)
+    segs = labels.flatten(2).transpose(2, 1).reshape(-1, labels.shape[1]).T  # (L, N hw)
+    return (segs @ aff).reshape(-1, h, w)
+
+
+IMPLEMENTATIONS = {"windowed": windowed_propagation, "dense": dino_propagation}
 
 
 def _peak_rss_bytes() -> int:

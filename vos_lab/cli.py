@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="checkpoint file (.pt); resumed when it exists")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option, repeatable (e.g. radius=4, cycle_weight=0, sampling=False)")
+    p.add_argument("--val", type=Path, metavar="DAVIS", help="DAVIS root for periodic J&F validation")
+    p.add_argument("--val-split", default="val", help="split of --val (default: val)")
+    p.add_argument("--val-sequences", type=int, default=3, help="first N sequences of --val (default: 3)")
+    p.add_argument("--val-frames", type=int, default=30, help="first N frames of each (default: 30)")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default: the profile's; 0: at the end)")
 
     p = sub.add_parser("lectures", help="render the chapters with papermill to executed notebooks and HTML")
     from vos_lab.lectures import add_arguments as _lectures_args
@@ -205,13 +210,23 @@ def _train(args: argparse.Namespace) -> int:
     from vos_lab.profiles import get_profile
     from vos_lab.training.run import train_from_profile
 
+    evaluate = None
+    if args.val is not None:
+        from vos_lab.data.davis import DavisDataset
+        from vos_lab.evaluation import validation_jf
+
+        dataset = DavisDataset(args.val, split=args.val_split)
+        evaluate = validation_jf(dataset, dataset.names[: args.val_sequences], args.val_frames)
     result = train_from_profile(args.method, get_profile(args.profile), args.out, _names(args.data),
                                 steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
-                                **_options(args.option),
+                                evaluate=evaluate, eval_every=args.eval_every, **_options(args.option),
                                 **({"variant": args.variant} if args.method == "colorization" else {}))
     last = result.history[-1] if result.history else {}
     loss = last.get("loss", float("nan"))
-    print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min; last loss {loss:.3f}")
+    print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
+          f"last loss {loss:.3f}")
+    for figures in result.evaluations:
+        print("  validation at step {step}: J&F {J&F:.3f} (J {J:.3f}, F {F:.3f})".format(**figures))
     return 0
 
 

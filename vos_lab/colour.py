@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import kornia
 import numpy as np
 import torch
 from skimage.color import lab2rgb, rgb2lab
@@ -23,26 +24,38 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return (np.clip(lab2rgb(np.asarray(lab, dtype=np.float64)), 0, 1) * 255).round().astype(np.uint8)
 
 
-def normalise(frame: np.ndarray, space: str, lab: np.ndarray | None = None) -> np.ndarray:
-    """A uint8 RGB frame (..., 3) as a network input (..., C) float32 in the given space.
+def rgb_to_lab_tensor(rgb: torch.Tensor) -> torch.Tensor:
+    """float RGB in [0, 1] (..., 3, H, W) -> Lab (..., 3, H, W) on the tensor's device (kornia: the same
+    D65 formulas as skimage, within 1e-4), so training batches are converted on the GPU."""
+    shape = rgb.shape
+    return kornia.color.rgb_to_lab(rgb.reshape(-1, *shape[-3:])).view(shape)
+
+
+def normalise(rgb: torch.Tensor, space: str, lab: torch.Tensor | None = None) -> torch.Tensor:
+    """float RGB in [0, 1] (..., 3, H, W) as a network input (..., C, H, W) in the given space.
 
     rgb: ImageNet mean/std; lab: L/50 - 1 and ab/110, all about [-1, 1]; gray: the L channel alone.
-    `lab` may pass the frame's Lab values when they are already computed.
+    `lab` may pass the frames' Lab values when they are already computed.
     """
     if space == "rgb":
-        return (frame.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    lab = rgb_to_lab(frame) if lab is None else lab
-    scaled = np.concatenate([lab[..., :1] / 50.0 - 1.0, lab[..., 1:] / 110.0], axis=-1)
-    if space == "lab":
-        return scaled
-    if space == "gray":
-        return scaled[..., :1]
-    raise VosLabError(f"unknown colour space '{space}' (choose from {', '.join(SPACES)})")
+        mean, std = (torch.tensor(v, device=rgb.device).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+        return (rgb - mean) / std
+    if space not in SPACES:
+        raise VosLabError(f"unknown colour space '{space}' (choose from {', '.join(SPACES)})")
+    lab = rgb_to_lab_tensor(rgb) if lab is None else lab
+    scaled = torch.cat([lab[..., :1, :, :] / 50.0 - 1.0, lab[..., 1:, :, :] / 110.0], dim=-3)
+    return scaled if space == "lab" else scaled[..., :1, :, :]
 
 
-def to_input(frames: np.ndarray | list[np.ndarray], space: str) -> torch.Tensor:
-    """uint8 RGB frames (B, H, W, 3) or one frame (H, W, 3) -> float tensor (B, C, H, W)."""
+def to_unit_rgb(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 RGB (..., H, W, 3) -> float RGB in [0, 1] (..., 3, H, W) on `device` (moved as uint8)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device, non_blocking=True)
+    return tensor.movedim(-1, -3).float().div_(255.0)
+
+
+def to_input(frames: np.ndarray | list[np.ndarray], space: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 RGB frames (B, H, W, 3) or one frame (H, W, 3) -> float tensor (B, C, H, W) on `device`."""
     frames = np.asarray(frames)
     if frames.ndim == 3:
         frames = frames[None]
-    return torch.from_numpy(np.ascontiguousarray(normalise(frames, space).transpose(0, 3, 1, 2)))
+    return normalise(to_unit_rgb(frames, device), space)

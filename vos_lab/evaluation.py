@@ -8,7 +8,7 @@ back exactly as the toolkit does.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,3 +101,23 @@ def score_results(dataset: DavisDataset, results_dir: Path, names: list[str] | N
                                                         n_objects)
     global_row, per_object_rows = summarize(per_sequence)
     return Scores(global_row, per_object_rows, per_sequence)
+
+
+def validation_jf(dataset: DavisDataset, names: list[str] | None = None, max_frames: int | None = None,
+                  config: PropagationConfig | None = None) -> Callable[[FrameEncoder], dict[str, float]]:
+    """The training loop's periodic evaluation: J&F of an encoder on the first `max_frames` frames of
+    `names` (default: all sequences), propagated in memory with the protocol (default config)."""
+    config = config or PropagationConfig()
+    sequences = [s.head(max_frames) for s in dataset.sequences(names)]
+    ground_truth = {s.name: s.masks() for s in sequences}
+
+    def evaluate(encoder: FrameEncoder) -> dict[str, float]:
+        per_sequence = {}
+        for sequence in sequences:
+            gt_ids, void = ground_truth[sequence.name]
+            predicted = np.stack(list(predict_sequence(encoder, sequence, config)))
+            per_sequence[sequence.name] = evaluate_sequence(gt_ids, predicted, void, len(sequence.object_ids))
+        row, _ = summarize(per_sequence)
+        return {"J&F": row["J&F-Mean"], "J": row["J-Mean"], "F": row["F-Mean"]}
+
+    return evaluate

@@ -53,7 +53,7 @@ class FrameEncoder(nn.Module):
     def encode(self, frames: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
         """uint8 RGB frames (B, H, W, 3) or one frame (H, W, 3) -> features (B, C, H/stride, W/stride)."""
         device = torch.device(device) if device is not None else self.device
-        return self(to_input(frames, self.space).to(device))
+        return self(to_input(frames, self.space, device))
 
 
 def pick_device(name: str = "auto") -> torch.device:

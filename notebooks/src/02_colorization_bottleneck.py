@@ -200,7 +200,8 @@ results = {}
 for variant in VARIANTS:
     results[variant] = train_from_profile("colorization", P, CHECKPOINT_DIR / f"ch02-{variant}-{P.name}.pt",
                                           SOURCES, seed=SEED, device=DEVICE, variant=variant)
-    print(f"{variant:>10}: {results[variant].step} steps, {results[variant].seconds / 60:.1f} min of training")
+    print(f"{variant:>10}: {results[variant].step} steps, {results[variant].seconds / 60:.1f} min of training "
+          f"on {results[variant].data or 'unrecorded data'}")
 
 # %%
 fig, ax = plt.subplots()

@@ -210,7 +210,8 @@ corrflow = train_from_profile("corrflow", P, CHECKPOINT_DIR / f"ch03-corrflow-{P
 mast = train_from_profile("mast", P, CHECKPOINT_DIR / f"ch03-mast-{P.name}.pt", SOURCES, seed=SEED,
                           device=DEVICE, **budget)
 for name, result in [("CorrFlow", corrflow), ("MAST", mast)]:
-    print(f"{name}: {result.step} steps in {result.seconds / 60:.1f} min; last loss {result.history[-1]['loss']:.3f}")
+    print(f"{name}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
+          f"last loss {result.history[-1]['loss']:.3f}")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vos_lab.colour import normalise, rgb_to_lab
+from vos_lab.colour import normalise, rgb_to_lab_tensor, to_unit_rgb
 from vos_lab.features import FrameEncoder
 from vos_lab.models.resnet import ResNetStride8
 
@@ -47,11 +47,9 @@ class Method(nn.Module):
 
     def prepare(self, clips: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         """uint8 clips (B, T, H, W, 3) -> network inputs (B, T, C, H, W) and Lab values (B, T, 3, H, W)."""
-        lab = rgb_to_lab(clips)
-        inputs = normalise(clips, self.space, lab=lab)
-        to = {"device": device, "non_blocking": True}
-        return {"inputs": torch.from_numpy(np.ascontiguousarray(inputs.transpose(0, 1, 4, 2, 3))).to(**to),
-                "lab": torch.from_numpy(np.ascontiguousarray(lab.transpose(0, 1, 4, 2, 3))).to(**to)}
+        rgb = to_unit_rgb(clips, device)  # moved as uint8, converted on the device
+        lab = rgb_to_lab_tensor(rgb)
+        return {"inputs": normalise(rgb, self.space, lab=lab), "lab": lab}
 
     def encode_clips(self, inputs: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
         """(B, T, C, H, W) -> features (B, T, D, h, w), all frames through one encoder call."""

@@ -37,6 +37,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_seconds: float = 60.0
     eval_every: int = 0
+    data: str = ""  # what the clips come from, kept in the checkpoint so a loaded model says it
 
 
 @dataclass
@@ -49,6 +50,7 @@ class TrainResult:
     history: list[dict]
     evaluations: list[dict]
     finished: bool
+    data: str = ""
 
 
 def _fit_frames(sampler: ClipSampler, count: int = 64) -> np.ndarray:
@@ -90,7 +92,7 @@ def train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, 
         save_checkpoint(out, {"config": method.config, "model": method.state_dict(),
                               "optimizer": optimizer.state_dict(), "sampler": sampler.state(),
                               "torch_rng": torch.get_rng_state(), "step": step, "seconds": seconds,
-                              "history": history, "evaluations": evaluations})
+                              "history": history, "evaluations": evaluations, "data": config.data})
 
     def run_evaluation() -> None:
         method.eval()
@@ -125,7 +127,7 @@ def train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, 
     if evaluate is not None and (not evaluations or evaluations[-1]["step"] != step):
         run_evaluation()
     save()
-    return TrainResult(method.eval(), step, seconds, history, evaluations, finished=True)
+    return TrainResult(method.eval(), step, seconds, history, evaluations, finished=True, data=config.data)
 
 
 def load_or_train(method: Method, sampler_factory: Callable[[], ClipSampler], out: Path, config: TrainConfig,
@@ -144,5 +146,5 @@ def load_or_train(method: Method, sampler_factory: Callable[[], ClipSampler], ou
         if done:
             method.load_state_dict(state["model"])
             return TrainResult(method.to(device or "cpu").eval(), state["step"], state["seconds"],
-                               state["history"], state["evaluations"], finished=True)
+                               state["history"], state["evaluations"], finished=True, data=state.get("data", ""))
     return train(method, sampler_factory(), out, config, device, evaluate, progress)

@@ -20,13 +20,16 @@ def method_for_profile(name: str, profile: Profile, **options):
 
 def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str] | None = None, *,
                        steps: int | None = None, minutes: float | None = None, seed: int = 0,
-                       device: str = "auto", evaluate: Evaluate | None = None, progress: bool = True,
-                       **options) -> TrainResult:
-    """Load the checkpoint at `out` if it is finished, else train (or resume) method `name` on `sources`."""
+                       device: str = "auto", evaluate: Evaluate | None = None, eval_every: int | None = None,
+                       progress: bool = True, **options) -> TrainResult:
+    """Load the checkpoint at `out` if it is finished, else train (or resume) method `name` on `sources`.
+    `evaluate` (e.g. `vos_lab.evaluation.validation_jf`) runs every `eval_every` steps (default: the
+    profile's; 0: only at the end) and its figures are kept in the checkpoint."""
     method = method_for_profile(name, profile, **options)
     config = TrainConfig(steps=steps or profile.train_steps, batch_size=profile.batch_size,
                          minutes=profile.train_minutes if minutes is None else minutes, seed=seed,
-                         eval_every=profile.eval_every)
+                         eval_every=profile.eval_every if eval_every is None else eval_every,
+                         data=",".join(sources or ["embedded"]))
 
     def sampler() -> ClipSampler:
         short_side = round(profile.crop_size * 4 / 3)
