@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from vos_lab.data.davis import DavisDataset, DavisSequence
-from vos_lab.features import build_encoder
+from vos_lab.features import build_encoder, pick_device
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.propagation import PropagationConfig, propagate_video, windowed_propagation
 from vos_lab.windowed import dense_attention, neighbourhood_mask, windowed_attention
@@ -118,7 +118,8 @@ def bench_propagation(features: str, config: PropagationConfig, height: int = 48
 
 
 def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[str] | None = None) -> dict[str, float]:
-    """Training input pipeline: seconds per batch for sampling clips and preparing inputs/targets (CPU)."""
+    """Training input pipeline: seconds per batch for sampling clips (CPU) and preparing inputs and Lab
+    targets (on the training device: the GPU when there is one, as in training)."""
     from vos_lab.profiles import get_profile
     from vos_lab.training.clips import ClipSampler
     from vos_lab.training.data import load_training_videos
@@ -128,18 +129,22 @@ def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[st
     method = method_for_profile("colorization", profile, variant="vondrick")
     videos = load_training_videos(sources or ["embedded"], round(profile.crop_size * 4 / 3), profile)
     sampler = ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size)
+    device = pick_device("auto")
     sample = prepare = 0.0
     for _ in range(batches):
         start = time.perf_counter()
         clips = sampler.batch(profile.batch_size)
         middle = time.perf_counter()
-        method.prepare(clips, torch.device("cpu"))
+        method.prepare(clips, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         sample, prepare = sample + middle - start, prepare + time.perf_counter() - middle
     figures = {"sample_s": sample / batches, "prepare_s": prepare / batches,
                "clips_per_s": profile.batch_size * batches / (sample + prepare)}
     print(f"profile {profile.name}: batch {profile.batch_size} x {method.clip_length} frames of {profile.crop_size}px: "
-          f"sampling {figures['sample_s'] * 1000:.1f} ms, Lab + inputs {figures['prepare_s'] * 1000:.1f} ms per batch "
-          f"({figures['clips_per_s']:.0f} clips/s on one process)")
+          f"sampling {figures['sample_s'] * 1000:.1f} ms (CPU), Lab + inputs {figures['prepare_s'] * 1000:.1f} ms "
+          f"({device.type}) per batch: {figures['clips_per_s']:.0f} clips/s on one process, "
+          f"{profile.batch_size / figures['sample_s']:.0f} clips/s of sampling alone")
     return figures
 
 

@@ -49,7 +49,8 @@ def normalise(rgb: torch.Tensor, space: str, lab: torch.Tensor | None = None) ->
 
 def to_unit_rgb(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 RGB (..., H, W, 3) -> float RGB in [0, 1] (..., 3, H, W) on `device` (moved as uint8)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device, non_blocking=True)
+    writable = np.require(frames, np.uint8, ['C', 'W'])  # a copy when read-only (torch needs writable memory)
+    tensor = torch.from_numpy(writable).to(device, non_blocking=True)
     return tensor.movedim(-1, -3).float().div_(255.0)
 
 

@@ -31,7 +31,6 @@ from vos_lab.windowed import (
     localise,
     roi_topk,
     window_topk,
-    windowed_attention,
 )
 
 
@@ -94,8 +93,12 @@ MEMORY_LAYOUTS: dict[str, dict] = {
 def windowed_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, radius: int,
                          topk: int, temperature: float, tile: int = 8) -> torch.Tensor:
     """Soft labels (L, h, w) of the query frame (C, h, w) from context keys (N, C, h, w) and labels
-    (N, L, h, w): top-k over the +-radius windows of all N frames (`vos_lab.windowed`, tiled)."""
-    return windowed_attention(query[None], keys[None], labels[None], radius, temperature, topk, tile=tile)[0]
+    (N, L, h, w): top-k over the +-radius windows of all N frames (`vos_lab.windowed`, tiled). Each frame's
+    k best are found first, then the k best of those: the same as one joint top-k, with one frame's
+    windows in memory at a time."""
+    candidates = [window_topk(query[None], keys[None, i: i + 1], labels[None, i: i + 1], radius, topk, tile=tile)
+                  for i in range(keys.shape[0])]
+    return combine_candidates(candidates, temperature, topk)[0]
 
 
 def dense_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, radius: int | None,
