@@ -158,6 +158,13 @@ def setup(namespace: dict, **extra: type | tuple) -> Session:
 
 
 # ------------------------------------------------------------------------------------ data and scores
+def training_sources(value: str) -> list[str]:
+    """The TRAIN_DATA parameter -> sources for `load_training_videos`: 'embedded', or folders given
+    comma-separated, relative ones taken from the repository root (papermill runs in notebooks/)."""
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    return [name if name == "embedded" else str(REPO / Path(name).expanduser()) for name in names]
+
+
 def davis_sequences(session: Session) -> list[DavisSequence]:
     """The real sequences the profile asks for (eval_sequences x eval_max_frames) of the val split (else
     train: the development copy has only train); [] without real data."""
