@@ -42,6 +42,11 @@ def channel_dropout(inputs: torch.Tensor, probability: float, generator: torch.G
     return inputs * keep.to(device).view(b, 1, 3, 1, 1)
 
 
+def colour_nll(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of copied colour distributions (N, K, ...) against true classes (N, ...)."""
+    return F.nll_loss(torch.log(predicted.clamp_min(1e-8)), target)
+
+
 def colour_classes(lab: torch.Tensor, centres: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Lab (B, T, 3, H, W) -> colour class of each feature cell (B, T, h, w): ab averaged, then quantised."""
     b, t = lab.shape[:2]
@@ -84,6 +89,6 @@ class ColourisationMethod(Method):
         classes = colour_classes(batch["lab"], self.centres, features.shape[-2:])
         predicted = self.predict_colours(features, classes).flatten(0, 1)  # (B*h*w, K)
         target = classes[:, -1].flatten()
-        loss = F.nll_loss(torch.log(predicted.clamp_min(1e-8)), target)
+        loss = colour_nll(predicted, target)
         accuracy = (predicted.argmax(1) == target).float().mean()
         return loss, {"loss": loss.item(), "colour_acc": accuracy.item()}

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vos_lab.methods.base import Method
-from vos_lab.methods.colorization import channel_dropout, colour_classes
+from vos_lab.methods.colorization import channel_dropout, colour_classes, colour_nll
 from vos_lab.training.quantise import fit_ab_centres
 from vos_lab.windowed import windowed_attention
 
@@ -29,11 +29,6 @@ def sampling_probability(step: int, start: float = 0.9, end: float = 0.6, steps:
     """Scheduled sampling: the probability of feeding the ground truth, linear from `start` to `end` over
     `steps` training steps, then constant."""
     return start + (end - start) * min(max(step, 0) / max(steps, 1), 1.0)
-
-
-def colour_nll(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of colour distributions (B, K, h, w) against classes (B, h, w)."""
-    return F.nll_loss(torch.log(predicted.clamp_min(1e-8)), target)
 
 
 class CorrFlowMethod(Method):
