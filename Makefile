@@ -24,7 +24,7 @@ course: setup
 
 # Whole test suite: unit tests, ruff, and every notebook executed by nbval in the smoke profile.
 test: setup
-	$(BIN)/ruff check vos_lab tests data_scripts
+	$(BIN)/ruff check vos_lab tests data_scripts notebooks
 	VOS_LAB_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider --durations=10
 
 clean:

@@ -38,6 +38,22 @@ def test_clip_shares_one_crop_and_respects_gaps():
         assert (clip[:, :, :, 1:] == clip[:1, :, :, 1:]).all(), "the same crop (and flip) in every frame"
 
 
+def test_jitter_moves_each_frames_crop_a_little():
+    t, h, w = 20, 60, 70
+    frames = np.zeros((t, h, w, 3), np.uint8)
+    frames[..., 1] = np.arange(h)[None, :, None]
+    frames[..., 2] = np.arange(w)[None, None, :]
+    sampler = ClipSampler([Video("coords", frames)], length=4, gaps=(1,), crop=16, seed=2, jitter=5)
+    moved = False
+    for _ in range(30):
+        clip = sampler.clip().astype(int)
+        rows, cols = clip[:, 0, :, 1].min(1), clip[:, :, :, 2].min((1, 2))  # each frame's crop corner
+        assert np.ptp(rows) <= 10 and np.ptp(cols) <= 10, "at most +-jitter around one crop"
+        assert (np.diff(clip[:, :, :, 1], axis=1) == 1).all(), "still a contiguous crop in every frame"
+        moved |= np.ptp(rows) > 0 or np.ptp(cols) > 0
+    assert moved
+
+
 def test_sampler_state_replays_the_same_clips(videos):
     sampler = ClipSampler(videos, 2, (1, 2), crop=64, seed=3)
     state = sampler.state()
@@ -89,6 +105,31 @@ def test_colourisation_loss_learns(videos, variant, channels, length):
         method.loss(batch, 0)[0].backward()
         optimizer.step()
     assert method.loss(batch, 0)[0].item() < first
+
+
+def test_cosine_pointer_ignores_feature_length():
+    torch.manual_seed(0)
+    features, classes = torch.randn(2, 4, 8, 5, 5), torch.randint(0, 16, (2, 4, 5, 5))
+    cosine = ColourisationMethod(cosine=True, temperature=0.1, **SMALL)
+    scaled = features * torch.rand(2, 4, 1, 5, 5).add(0.5)  # every feature vector gets another length
+    assert torch.allclose(cosine.predict_colours(features, classes), cosine.predict_colours(scaled, classes),
+                          atol=1e-5)
+    dot = ColourisationMethod(**SMALL)  # the papers' pointer: lengths matter
+    assert not torch.allclose(dot.predict_colours(features, classes), dot.predict_colours(scaled, classes),
+                              atol=1e-3)
+
+
+def test_profiles_choose_the_training_pointer():
+    from vos_lab.profiles import get_profile
+    from vos_lab.training.run import method_for_profile
+
+    cpu = method_for_profile("colorization", get_profile("cpu")).config
+    assert (cpu["cosine"], cpu["temperature"]) == (True, 0.1)
+    gpu = method_for_profile("colorization", get_profile("gpu")).config
+    assert (gpu["cosine"], gpu["temperature"]) == (False, 1.0), "the gpu profile trains the papers' version"
+    assert "cosine" not in method_for_profile("mast", get_profile("cpu")).config
+    assert not method_for_profile("colorization", get_profile("cpu"), cosine=False).config["cosine"]
+    assert get_profile("gpu").crop_jitter == 0, "the gpu profile samples clips as the papers do"
 
 
 def test_interrupted_training_resumes_exactly(videos, tmp_path):

@@ -128,7 +128,7 @@ def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[st
     profile = get_profile(profile_name)
     method = method_for_profile("colorization", profile, variant="vondrick")
     videos = load_training_videos(sources or ["embedded"], round(profile.crop_size * 4 / 3), profile)
-    sampler = ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size)
+    sampler = ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size, jitter=profile.crop_jitter)
     device = pick_device("auto")
     sample = prepare = 0.0
     for _ in range(batches):

@@ -30,7 +30,8 @@ class Profile:
     synthetic_height: int
     synthetic_width: int
     # evaluation on real DAVIS in the notebooks (when present, always at full 480p): sequences and frames
-    # each (None = all). cpu: the first 4 sequences, so a chapter renders in minutes; the CLI measures all.
+    # each (None = all). cpu: the first 40 frames of the first 4 sequences, so a chapter renders in minutes;
+    # the CLI measures all.
     eval_sequences: int | None
     eval_max_frames: int | None
     # training
@@ -42,6 +43,13 @@ class Profile:
     encoder_multipliers: tuple[int, ...]
     embed_dim: int
     eval_every: int
+    # chapter 2's training pointer (methods with a `cosine` option): False = the papers' raw dot products at T = 1;
+    # True = L2-normalised features at the protocol's tau 0.1, the geometry used at test time. Short cpu
+    # runs need the match (measured in chapter 2); the gpu profile keeps the papers' version.
+    cosine_pointer: bool
+    # training crops: each frame's crop moves by up to this many pixels (a simulated camera motion; 0 = one
+    # shared crop, as in the papers). The cpu profile's clips mostly come from a static camera.
+    crop_jitter: int
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -51,15 +59,18 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", synthetic_sequences=2, synthetic_frames=8, synthetic_height=96, synthetic_width=160,
                      eval_sequences=1, eval_max_frames=6,
                      train_steps=4, train_minutes=1.0, batch_size=2, crop_size=64, encoder_width=8,
-                     encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=0),
+                     encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=0, cosine_pointer=True,
+                     crop_jitter=8),
     "cpu": Profile("cpu", synthetic_sequences=4, synthetic_frames=24, synthetic_height=240, synthetic_width=432,
-                   eval_sequences=4, eval_max_frames=None,
+                   eval_sequences=4, eval_max_frames=40,
                    train_steps=800, train_minutes=None, batch_size=8, crop_size=192, encoder_width=32,
-                   encoder_multipliers=(1, 2, 2, 2), embed_dim=64, eval_every=0),
+                   encoder_multipliers=(1, 2, 2, 2), embed_dim=64, eval_every=0, cosine_pointer=True,
+                   crop_jitter=48),
     "gpu": Profile("gpu", synthetic_sequences=8, synthetic_frames=40, synthetic_height=480, synthetic_width=854,
                    eval_sequences=None, eval_max_frames=None,
                    train_steps=30_000, train_minutes=60.0, batch_size=32, crop_size=256, encoder_width=64,
-                   encoder_multipliers=(1, 2, 4, 4), embed_dim=64, eval_every=2_000),
+                   encoder_multipliers=(1, 2, 4, 4), embed_dim=64, eval_every=2_000, cosine_pointer=False,
+                   crop_jitter=0),
 }
 
 

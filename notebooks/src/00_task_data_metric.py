@@ -102,7 +102,8 @@ names = write_synthetic_davis(work / "synthetic", sequences=P.synthetic_sequence
                               height=P.synthetic_height, width=P.synthetic_width, seed=SEED)
 dataset = DavisDataset(work / "synthetic")
 print("year", dataset.year, "| sequences", dataset.names)
-for path in (f"JPEGImages/480p/{names[0]}/00000.jpg", f"Annotations/480p/{names[0]}/00000.png", "ImageSets/2017/val.txt"):
+layout = (f"JPEGImages/480p/{names[0]}/00000.jpg", f"Annotations/480p/{names[0]}/00000.png", "ImageSets/2017/val.txt")
+for path in layout:
     print("synthetic/" + path, (work / "synthetic" / path).is_file())
 
 # %%
@@ -276,7 +277,7 @@ def j_recall(per_frame):
 
 
 exercises.check_j_recall(j_recall)
-for k, s in scores.items():
+for s in scores.values():
     assert np.isclose(exercises.solution(0, "j_recall")(s.j), s.j_recall)
 
 # %% [markdown]

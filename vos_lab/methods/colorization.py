@@ -8,6 +8,10 @@ by finding the same physical point, so the features learn correspondence.
 CorrFlow (Sec. 3.2) feeds RGB instead and adds an information bottleneck: with probability 0.7, 1 or 2
 of the 3 input channels are zeroed (the same channels for every frame of a sample) and the rest
 rescaled, so the network cannot simply read the colour it has to predict from its input.
+
+The course adds one option, `cosine`: the pointer on L2-normalised features at temperature 0.1, the
+geometry that propagation uses at test time. The cpu profile trains that way (short runs need the match,
+chapter 2 measures it); the gpu profile keeps the papers' raw dot products at T = 1.
 """
 
 from __future__ import annotations
@@ -54,10 +58,26 @@ def colour_classes(lab: torch.Tensor, centres: torch.Tensor, size: tuple[int, in
     return quantise_ab(ab, centres).view(b, t, *size)
 
 
-class ColourisationMethod(Method):
+class ColourTargetMethod(Method):
+    """A method whose targets are quantised colours: holds the k-means ab centres (`clusters` of them,
+    16 in Vondrick et al. Sec. 3.2 and CorrFlow Sec. 3.2), fitted on training frames before training."""
+
+    def __init__(self, **config) -> None:
+        super().__init__(**config)
+        self.register_buffer("centres", torch.zeros(self.config["clusters"], 2))
+
+    def fit(self, frames: np.ndarray) -> None:
+        self.centres.copy_(torch.from_numpy(fit_ab_centres(frames, self.config["clusters"])))
+
+    def colour_classes(self, lab: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Lab clips (B, T, 3, H, W) -> the colour class of each feature cell (B, T, h, w)."""
+        return colour_classes(lab, self.centres, size)
+
+
+class ColourisationMethod(ColourTargetMethod):
     name = "colorization"
     defaults = {"variant": "vondrick", "width": 32, "multipliers": (1, 2, 4, 4), "embed_dim": 64, "clusters": 16,
-                "temperature": 1.0, "lr": 1e-3}
+                "temperature": 1.0, "cosine": False, "lr": 1e-3}
 
     def __init__(self, **config) -> None:
         super().__init__(**config)
@@ -68,14 +88,11 @@ class ColourisationMethod(Method):
         self.clip_length = references + 1
         self.gaps = (1, 2, 3)
         self.encoder = self.make_encoder()
-        self.register_buffer("centres", torch.zeros(self.config["clusters"], 2))
-
-    def fit(self, frames: np.ndarray) -> None:
-        """k-means of ab into `clusters` colours (Sec. 3.2: 16 clusters)."""
-        self.centres.copy_(torch.from_numpy(fit_ab_centres(frames, self.config["clusters"])))
 
     def predict_colours(self, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Colour distribution (B, h*w, K) of the last frame, copied from the others' colour classes."""
+        if self.config["cosine"]:  # the course's option: cosine similarity, as at test time
+            features = F.normalize(features, dim=2)
         weights = pointer_weights(features[:, -1].flatten(2), flatten_frames(features[:, :-1]),
                                   self.config["temperature"])
         one_hot = F.one_hot(classes[:, :-1].flatten(1), self.config["clusters"]).float()  # (B, R*h*w, K)
@@ -86,7 +103,7 @@ class ColourisationMethod(Method):
         if self.training and self.dropout > 0:
             inputs = channel_dropout(inputs, self.dropout)
         features = self.encode_clips(inputs).float()
-        classes = colour_classes(batch["lab"], self.centres, features.shape[-2:])
+        classes = self.colour_classes(batch["lab"], features.shape[-2:])
         predicted = self.predict_colours(features, classes).flatten(0, 1)  # (B*h*w, K)
         target = classes[:, -1].flatten()
         loss = colour_nll(predicted, target)

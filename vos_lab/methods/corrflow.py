@@ -15,13 +15,10 @@ Targets are 16-class Lab quantisation (chapter 2). The paper's encoder has strid
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vos_lab.methods.base import Method
-from vos_lab.methods.colorization import channel_dropout, colour_classes, colour_nll
-from vos_lab.training.quantise import fit_ab_centres
+from vos_lab.methods.colorization import ColourTargetMethod, channel_dropout, colour_nll
 from vos_lab.windowed import windowed_attention
 
 
@@ -31,7 +28,7 @@ def sampling_probability(step: int, start: float = 0.9, end: float = 0.6, steps:
     return start + (end - start) * min(max(step, 0) / max(steps, 1), 1.0)
 
 
-class CorrFlowMethod(Method):
+class CorrFlowMethod(ColourTargetMethod):
     name = "corrflow"
     defaults = {"width": 32, "multipliers": (1, 2, 4, 4), "embed_dim": 64, "lr": 1e-3, "clusters": 16,
                 "temperature": 1.0, "radius": 6, "dropout": 0.7, "sampling": True, "eps_start": 0.9,
@@ -43,11 +40,6 @@ class CorrFlowMethod(Method):
     def __init__(self, **config) -> None:
         super().__init__(**config)
         self.encoder = self.make_encoder()
-        self.register_buffer("centres", torch.zeros(self.config["clusters"], 2))
-
-    def fit(self, frames: np.ndarray) -> None:
-        """k-means of ab into `clusters` colours, as in chapter 2."""
-        self.centres.copy_(torch.from_numpy(fit_ab_centres(frames, self.config["clusters"])))
 
     def ground_truth_probability(self, step: int) -> float:
         """eps at `step` (1 when scheduled sampling is off: always the ground truth)."""
@@ -64,7 +56,7 @@ class CorrFlowMethod(Method):
         if self.training and self.config["dropout"] > 0:
             inputs = channel_dropout(inputs, self.config["dropout"])
         features = self.encode_clips(inputs).float()  # (B, 3, D, h, w)
-        classes = colour_classes(batch["lab"], self.centres, features.shape[-2:])  # (B, 3, h, w)
+        classes = self.colour_classes(batch["lab"], features.shape[-2:])  # (B, 3, h, w)
         onehot = F.one_hot(classes, self.config["clusters"]).permute(0, 1, 4, 2, 3).float()  # (B, 3, K, h, w)
         first = self.copy(features, 1, 0, onehot[:, 0])
         eps = self.ground_truth_probability(step)

@@ -64,20 +64,22 @@ def synthetic_videos(count: int, frames: int, height: int, width: int, seed: int
 
 class ClipSampler:
     """Draws clips of `length` frames from random videos: consecutive gaps drawn from `gaps`, one random
-    crop of `crop` x `crop` shared by all frames (so a pixel's correspondence stays inside the crop).
+    crop of `crop` x `crop` shared by all frames (so a pixel's correspondence stays inside the crop),
+    each frame's crop moved by up to `jitter` pixels (a simulated camera motion: without it, a static
+    camera lets "same position" pass for correspondence).
 
     The generator state is part of a checkpoint, so a resumed run sees the same clips.
     """
 
     def __init__(self, videos: Sequence[Video], length: int = 2, gaps: Sequence[int] = (1, 2, 3, 4),
-                 crop: int = 192, seed: int = 0) -> None:
+                 crop: int = 192, seed: int = 0, jitter: int = 0) -> None:
         self.videos = [v for v in videos if len(v.frames) > max(gaps) * (length - 1)]
         if not self.videos:
             raise VosLabError(f"no video has the {max(gaps) * (length - 1) + 1} frames a clip needs")
         small = [v.name for v in self.videos if min(v.frames.shape[1:3]) < crop]
         if small:
             raise VosLabError(f"crop {crop} is larger than the frames of: {', '.join(small[:5])}")
-        self.length, self.gaps, self.crop = length, tuple(gaps), crop
+        self.length, self.gaps, self.crop, self.jitter = length, tuple(gaps), crop, jitter
         self.rng = np.random.default_rng(seed)
         self.weights = np.array([len(v.frames) for v in self.videos], dtype=float)
         self.weights /= self.weights.sum()
@@ -90,7 +92,11 @@ class ClipSampler:
         index = start + np.concatenate([[0], np.cumsum(steps)])
         h, w = video.frames.shape[1:3]
         y, x = self.rng.integers(0, h - self.crop + 1), self.rng.integers(0, w - self.crop + 1)
-        clip = video.frames[index, y: y + self.crop, x: x + self.crop]
+        shifts = self.rng.integers(-self.jitter, self.jitter + 1, size=(self.length, 2))
+        ys = np.clip(y + shifts[:, 0], 0, h - self.crop)
+        xs = np.clip(x + shifts[:, 1], 0, w - self.crop)
+        clip = np.stack([video.frames[i, y0: y0 + self.crop, x0: x0 + self.crop]
+                         for i, y0, x0 in zip(index, ys, xs, strict=True)])
         return clip[:, :, ::-1] if self.rng.random() < 0.5 else clip  # the same horizontal flip for all frames
 
     def batch(self, size: int) -> np.ndarray:

@@ -5,17 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from vos_lab.features import pick_device
-from vos_lab.methods.registry import build_method
+from vos_lab.methods.base import Method
+from vos_lab.methods.registry import METHODS, build_method
 from vos_lab.profiles import Profile
+from vos_lab.propagation import PropagationConfig
 from vos_lab.training.clips import ClipSampler
 from vos_lab.training.data import load_training_videos
 from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, load_or_train
 
 
 def method_for_profile(name: str, profile: Profile, **options):
-    """The method `name` sized by the profile (encoder width, embedding), with method options on top."""
-    return build_method({"method": name, "width": profile.encoder_width,
-                         "multipliers": profile.encoder_multipliers, "embed_dim": profile.embed_dim, **options})
+    """The method `name` sized by the profile (encoder width, embedding) with the profile's training
+    pointer (`cosine_pointer`, for the methods that have the option), method options on top."""
+    config = {"method": name, "width": profile.encoder_width, "multipliers": profile.encoder_multipliers,
+              "embed_dim": profile.embed_dim}
+    if profile.cosine_pointer and "cosine" in METHODS.get(name, Method).defaults:
+        config |= {"cosine": True, "temperature": PropagationConfig().temperature}
+    return build_method(config | options)
 
 
 def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str] | None = None, *,
@@ -34,6 +40,6 @@ def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str
     def sampler() -> ClipSampler:
         short_side = round(profile.crop_size * 4 / 3)
         videos = load_training_videos(sources or ["embedded"], short_side, profile, seed)
-        return ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size, seed)
+        return ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size, seed, profile.crop_jitter)
 
     return load_or_train(method, sampler, out, config, pick_device(device), evaluate, progress)
