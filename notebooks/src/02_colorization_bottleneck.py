@@ -334,13 +334,13 @@ fig.suptitle("Learned correspondences vs the best pixel baseline");
 # | cosine pointer, crop jitter 48 (the cpu profile) | 0.710 |
 #
 # Honest reading: the bottleneck model beats Lab pixels by 7.7 points after 3 minutes of CPU training;
-# vondrick's grayscale model only matches them (+0.8): it cannot see colour, which Lab pixels use, and
-# 800 steps are few for its 4-frame clips. Training 3x longer did not help; making the pointer search
-# (jitter) and training in the test geometry (cosine) did. The bottleneck ablation again goes the "wrong"
-# way at this budget (without dropout: +2.4 over the bottleneck). Per sequence (the cosine model without
-# jitter against Lab pixels), learned features win where the background has the object's colours (bear,
-# boat, surf) and lose on small, fast objects (soccerball, dog-agility). One seed each: reruns move J&F by a
-# point or two.
+# vondrick's grayscale model only matches them (+0.8): it cannot see colour, which Lab pixels use (1200 steps
+# instead of 800 gave 0.639, no better). Training the bottleneck model 3x longer did not help either; making
+# the pointer search (jitter) and training in the test geometry (cosine) did. The bottleneck ablation again
+# goes the "wrong" way at this budget (without dropout: +2.4 over the bottleneck). Per sequence (the cosine
+# model without jitter against Lab pixels), learned features win where the background has the object's colours
+# (bear, boat, surf) and lose on small, fast objects (soccerball, dog-agility). One seed each: reruns move J&F
+# by a point or two.
 #
 # In the smoke profile (CI) the models train for a few steps, so their numbers mean nothing.
 
