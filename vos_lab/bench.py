@@ -121,14 +121,11 @@ def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[st
     """Training input pipeline: seconds per batch for sampling clips (CPU) and preparing inputs and Lab
     targets (on the training device: the GPU when there is one, as in training)."""
     from vos_lab.profiles import get_profile
-    from vos_lab.training.clips import ClipSampler
-    from vos_lab.training.data import load_training_videos
-    from vos_lab.training.run import method_for_profile
+    from vos_lab.training.run import method_for_profile, profile_sampler
 
     profile = get_profile(profile_name)
     method = method_for_profile("colorization", profile, variant="vondrick")
-    videos = load_training_videos(sources or ["embedded"], round(profile.crop_size * 4 / 3), profile)
-    sampler = ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size, jitter=profile.crop_jitter)
+    sampler = profile_sampler(method, profile, sources)
     device = pick_device("auto")
     sample = prepare = 0.0
     for _ in range(batches):

@@ -24,6 +24,14 @@ def method_for_profile(name: str, profile: Profile, **options):
     return build_method(config | options)
 
 
+def profile_sampler(method: Method, profile: Profile, sources: list[str] | None = None, seed: int = 0
+                    ) -> ClipSampler:
+    """Clips for `method` as the profile trains it: frames cut to a short side of 4/3 of the crop, the
+    method's clip length and gaps, the profile's crop and jitter."""
+    videos = load_training_videos(sources or ["embedded"], round(profile.crop_size * 4 / 3), profile, seed)
+    return ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size, seed, profile.crop_jitter)
+
+
 def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str] | None = None, *,
                        steps: int | None = None, minutes: float | None = None, seed: int = 0,
                        device: str = "auto", evaluate: Evaluate | None = None, eval_every: int | None = None,
@@ -37,9 +45,5 @@ def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str
                          eval_every=profile.eval_every if eval_every is None else eval_every,
                          data=",".join(sources or ["embedded"]))
 
-    def sampler() -> ClipSampler:
-        short_side = round(profile.crop_size * 4 / 3)
-        videos = load_training_videos(sources or ["embedded"], short_side, profile, seed)
-        return ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size, seed, profile.crop_jitter)
-
-    return load_or_train(method, sampler, out, config, pick_device(device), evaluate, progress)
+    return load_or_train(method, lambda: profile_sampler(method, profile, sources, seed), out, config,
+                         pick_device(device), evaluate, progress)
