@@ -15,6 +15,7 @@ from vos_lab.methods.colorization import ColourisationMethod, channel_dropout
 from vos_lab.training.clips import ClipSampler, Video, synthetic_videos
 from vos_lab.training.loop import TrainConfig, load_or_train, train
 from vos_lab.training.quantise import fit_ab_centres, quantise_ab
+from vos_lab.training.schedule import learning_rate
 
 SMALL = {"width": 8, "multipliers": (1, 2, 2, 2), "embed_dim": 16}
 
@@ -130,23 +131,59 @@ def test_profiles_choose_the_training_pointer():
     assert "cosine" not in method_for_profile("mast", get_profile("cpu")).config
     assert not method_for_profile("colorization", get_profile("cpu"), cosine=False).config["cosine"]
     assert get_profile("gpu").crop_jitter == 0, "the gpu profile samples clips as the papers do"
+    assert (cpu["lr_schedule"], gpu["lr_schedule"]) == ("cosine", "constant")
+    assert method_for_profile("mast", get_profile("cpu")).config["lr_schedule"] == "cosine"
 
 
-def test_interrupted_training_resumes_exactly(videos, tmp_path):
-    def run(steps, out):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_interrupted_training_resumes_exactly(videos, tmp_path, schedule):
+    def run(out, stop_at=None):
         torch.manual_seed(123)
-        method = ColourisationMethod(variant="bottleneck", **SMALL)
-        sampler = ClipSampler(videos, method.clip_length, method.gaps, crop=64, seed=0)
-        return train(method, sampler, out, TrainConfig(steps=steps, batch_size=2), progress=False)
+        method = ColourisationMethod(variant="bottleneck", lr_schedule=schedule, **SMALL)
+        loss = method.loss
 
-    straight = run(6, tmp_path / "straight.pt")
-    run(3, tmp_path / "resumed.pt")
-    resumed = run(6, tmp_path / "resumed.pt")
+        def interrupted(batch, step):
+            if step == stop_at:
+                raise KeyboardInterrupt
+            return loss(batch, step)
+
+        method.loss = interrupted
+        sampler = ClipSampler(videos, method.clip_length, method.gaps, crop=64, seed=0)
+        return train(method, sampler, out, TrainConfig(steps=6, batch_size=2, checkpoint_seconds=0.0),
+                     progress=False)
+
+    straight = run(tmp_path / "straight.pt")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed.pt", stop_at=3)
+    assert load_checkpoint(tmp_path / "resumed.pt")["step"] == 3
+    resumed = run(tmp_path / "resumed.pt")
     assert resumed.step == straight.step == 6
     assert [h["step"] for h in resumed.history] == list(range(1, 7))
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history])
     for a, b in zip(straight.method.state_dict().values(), resumed.method.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_cosine_schedule_decays_to_zero_and_the_loop_follows_it(videos, tmp_path):
+    assert learning_rate(1e-3, "constant", 5, 10) == 1e-3
+    rates = [learning_rate(1e-3, "cosine", step, 10) for step in range(11)]
+    assert rates[0] == pytest.approx(1e-3) and rates[5] == pytest.approx(5e-4) and rates[10] == pytest.approx(0)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    seen = []
+    step_of_adam = torch.optim.Adam.step
+
+    def record(optimizer, *args, **kwargs):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return step_of_adam(optimizer, *args, **kwargs)
+
+    method = ColourisationMethod(variant="bottleneck", lr_schedule="cosine", **SMALL)
+    sampler = ClipSampler(videos, method.clip_length, method.gaps, crop=64, seed=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.Adam, "step", record)
+        train(method, sampler, tmp_path / "c.pt", TrainConfig(steps=10, batch_size=2), progress=False)
+    assert seen == pytest.approx(rates[:10])
+    with pytest.raises(VosLabError, match="unknown learning-rate schedule 'step'"):
+        ColourisationMethod(lr_schedule="step", **SMALL)
 
 
 KILL_SCRIPT = """

@@ -16,13 +16,17 @@ from torch import nn
 from vos_lab.colour import normalise, rgb_to_lab_tensor, to_unit_rgb
 from vos_lab.features import FrameEncoder
 from vos_lab.models.resnet import ResNetStride8
+from vos_lab.training.schedule import check_schedule
 
 
 class Method(nn.Module):
     """Base class: subclasses set `name`, `defaults`, build networks in __init__ and define `loss`."""
 
     name: ClassVar[str] = ""
-    defaults: ClassVar[dict] = {}
+    # what every method has: the encoder's size and the optimiser's learning rate and schedule
+    # (`vos_lab.training.schedule`); subclasses add theirs with `{**Method.defaults, ...}`
+    defaults: ClassVar[dict] = {"width": 32, "multipliers": (1, 2, 4, 4), "embed_dim": 64, "lr": 1e-3,
+                                "lr_schedule": "constant"}
     space: str = "rgb"  # colour space of the encoder's input
     clip_length: int = 2
     gaps: tuple[int, ...] = (1, 2, 3, 4)
@@ -36,6 +40,7 @@ class Method(nn.Module):
             raise VosLabError(f"{self.name}: unknown option(s) {', '.join(unknown)} "
                               f"(known: {', '.join(sorted(self.defaults))})")
         self.config = {"method": self.name, **self.defaults, **config}
+        check_schedule(self.config["lr_schedule"])
 
     def make_encoder(self) -> ResNetStride8:
         channels = 1 if self.space == "gray" else 3

@@ -76,8 +76,7 @@ class ColourTargetMethod(Method):
 
 class ColourisationMethod(ColourTargetMethod):
     name = "colorization"
-    defaults = {"variant": "vondrick", "width": 32, "multipliers": (1, 2, 4, 4), "embed_dim": 64, "clusters": 16,
-                "temperature": 1.0, "cosine": False, "lr": 1e-3}
+    defaults = {**Method.defaults, "variant": "vondrick", "clusters": 16, "temperature": 1.0, "cosine": False}
 
     def __init__(self, **config) -> None:
         super().__init__(**config)

@@ -41,8 +41,7 @@ def dropped_channel(lab: torch.Tensor, channel: torch.Tensor, size: tuple[int, i
 
 class MastMethod(Method):
     name = "mast"
-    defaults = {"width": 32, "multipliers": (1, 2, 4, 4), "embed_dim": 64, "lr": 1e-3, "temperature": 1.0,
-                "radius": 6, "huber_scale": 20.0}
+    defaults = {**Method.defaults, "temperature": 1.0, "radius": 6, "huber_scale": 20.0}
     space = "lab"
     clip_length = 2
     gaps = (2, 5, 8)

@@ -2,8 +2,9 @@
 
 `train` continues from the checkpoint at `out` when there is one (same method config required), saves
 atomically every `checkpoint_seconds` and at the end, and stops at `steps` or after `minutes` of training
-time, whichever comes first (the time spent before an interruption counts). `load_or_train` is what a
-notebook calls: the finished checkpoint when it exists, training otherwise.
+time, whichever comes first (the time spent before an interruption counts). Adam's learning rate follows
+the method's `lr_schedule` over `steps`, set from the step count, so a resumed run continues the curve.
+`load_or_train` is what a notebook calls: the finished checkpoint when it exists, training otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vos_lab.checkpoints import check_config, load_checkpoint, save_checkpoint
 from vos_lab.features import FrameEncoder
 from vos_lab.methods.base import Method
 from vos_lab.training.clips import ClipSampler
+from vos_lab.training.schedule import learning_rate
 
 Evaluate = Callable[[FrameEncoder], dict[str, float]]
 
@@ -112,6 +114,8 @@ def train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, 
             raise FloatingPointError(f"loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(method.config["lr"], method.config["lr_schedule"], step, config.steps)
         optimizer.step()
         step += 1
         seconds += time.perf_counter() - start

@@ -15,10 +15,11 @@ from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, load_or_tr
 
 
 def method_for_profile(name: str, profile: Profile, **options):
-    """The method `name` sized by the profile (encoder width, embedding) with the profile's training
-    pointer (`cosine_pointer`, for the methods that have the option), method options on top."""
+    """The method `name` sized by the profile (encoder width, embedding) with the profile's learning-rate
+    schedule and training pointer (`cosine_pointer`, for the methods that have the option), method options
+    on top."""
     config = {"method": name, "width": profile.encoder_width, "multipliers": profile.encoder_multipliers,
-              "embed_dim": profile.embed_dim}
+              "embed_dim": profile.embed_dim, "lr_schedule": profile.lr_schedule}
     if profile.cosine_pointer and "cosine" in METHODS.get(name, Method).defaults:
         config |= {"cosine": True, "temperature": PropagationConfig().temperature}
     return build_method(config | options)
