@@ -353,24 +353,26 @@ ax.barh(list(ablations)[::-1], list(ablations.values())[::-1], color="tab:blue")
 ax.set(xlabel="J&F-Mean", title=f"Ablations on {len(SUBSET)} sequences", xlim=(0, 1));
 
 # %% [markdown]
-# Measured with the cpu profile's earlier clip sampling (one shared crop, no jitter), on the subset above;
-# re-render the chapter for figures of the current models:
+# Measured with the cpu profile (crop jitter, learning-rate decay) on the subset above, all frames
+# (`python -m vos_lab lectures --profile cpu --chapters 3 --param TRAIN_DATA=../shared/data/videos`, 22
+# minutes on 2 cores with the two main checkpoints present):
 #
 # | ablation (J&F on dog-agility, motocross-bumps, soccerball) | J&F-Mean |
 # |---|---|
-# | CorrFlow 250 steps, both training parts | 0.282 |
-# | CorrFlow 250 steps, no scheduled sampling | 0.364 |
-# | CorrFlow 250 steps, no cycle | 0.222 |
-# | CorrFlow (800 steps), test radius 4 / 12 / 24 | 0.217 / 0.349 / 0.363 |
-# | MAST, previous frame only | 0.227 |
-# | MAST, default protocol | 0.325 |
-# | MAST, MAST memory | 0.303 |
-# | MAST, MAST memory + ROI | 0.364 |
+# | CorrFlow 250 steps, both training parts | 0.480 |
+# | CorrFlow 250 steps, no scheduled sampling | 0.478 |
+# | CorrFlow 250 steps, no cycle | 0.428 |
+# | CorrFlow (800 steps), test radius 4 / 12 / 24 | 0.268 / 0.529 / 0.620 |
+# | MAST, previous frame only | 0.501 |
+# | MAST, default protocol | 0.715 |
+# | MAST, MAST memory | 0.672 |
+# | MAST, MAST memory + ROI | 0.539 |
 #
-# Read with care: three hard sequences, one seed, short training. The window radius clearly matters
-# (radius 4 loses objects that move more than 4 cells); memory with long-term frames beats the previous
-# frame alone; at 250 steps scheduled sampling does not help yet, and one seed cannot separate the
-# other training parts from noise.
+# Read with care: three hard sequences of fast motion, one seed, short training. The window radius clearly
+# matters (radius 4 loses objects that move more than 4 cells; 24 beats 12 here); memory with long-term
+# frames beats the previous frame alone by 17-21 points; the cycle term helped by 5 points, scheduled
+# sampling not yet at 250 steps; our coarse-to-fine ROI lost 13 points against plain MAST memory, so on
+# these sequences the coarse search misplaces the window more often than it saves one.
 #
 # ## 9. Masks on a sequence with fast motion
 
