@@ -62,6 +62,8 @@ class ColourTargetMethod(Method):
     """A method whose targets are quantised colours: holds the k-means ab centres (`clusters` of them,
     16 in Vondrick et al. Sec. 3.2 and CorrFlow Sec. 3.2), fitted on training frames before training."""
 
+    defaults = {**Method.defaults, "clusters": 16}
+
     def __init__(self, **config) -> None:
         super().__init__(**config)
         self.register_buffer("centres", torch.zeros(self.config["clusters"], 2))
@@ -76,7 +78,7 @@ class ColourTargetMethod(Method):
 
 class ColourisationMethod(ColourTargetMethod):
     name = "colorization"
-    defaults = {**Method.defaults, "variant": "vondrick", "clusters": 16, "temperature": 1.0, "cosine": False}
+    defaults = {**ColourTargetMethod.defaults, "variant": "vondrick", "temperature": 1.0, "cosine": False}
 
     def __init__(self, **config) -> None:
         super().__init__(**config)

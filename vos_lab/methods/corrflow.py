@@ -30,8 +30,8 @@ def sampling_probability(step: int, start: float = 0.9, end: float = 0.6, steps:
 
 class CorrFlowMethod(ColourTargetMethod):
     name = "corrflow"
-    defaults = {**ColourTargetMethod.defaults, "clusters": 16, "temperature": 1.0, "radius": 6, "dropout": 0.7,
-                "sampling": True, "eps_start": 0.9, "eps_end": 0.6, "schedule_steps": 2000, "cycle_weight": 0.1}
+    defaults = {**ColourTargetMethod.defaults, "temperature": 1.0, "radius": 6, "dropout": 0.7, "sampling": True,
+                "eps_start": 0.9, "eps_end": 0.6, "schedule_steps": 2000, "cycle_weight": 0.1}
     space = "rgb"
     clip_length = 3
     gaps = (1, 2, 3)
