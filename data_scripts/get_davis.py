@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vos_lab.datasets import CATALOGUE, prepare_davis, verify_davis_layout
+from vos_lab.data.catalogue import CATALOGUE, prepare_davis, verify_davis_layout
 from vos_lab.errors import VosLabError
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from vos_lab.archive import safe_extract
+from vos_lab.data.archive import safe_extract
 from vos_lab.data.videos import ExtractReport, bundled_clips, extract_folder, list_videos
 from vos_lab.errors import VosLabError
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vos_lab.archive import list_members, safe_extract
+from vos_lab.data.archive import list_members, safe_extract
 from vos_lab.errors import VosLabError
 
 

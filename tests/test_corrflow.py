@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from vos_lab.checkpoints import load_checkpoint, load_encoder
 from vos_lab.cli import main
+from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.methods.corrflow import CorrFlowMethod, sampling_probability
 from vos_lab.methods.registry import build_method
-from vos_lab.training.clips import ClipSampler, synthetic_videos
+from vos_lab.training.checkpoints import load_checkpoint, load_encoder
 
 SMALL = {"width": 8, "multipliers": (1, 2, 2, 2), "embed_dim": 16}
 

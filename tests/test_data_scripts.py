@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vos_lab import datasets, paths
-from vos_lab.datasets import RemoteArchive, verify_davis_layout
+from vos_lab import paths
+from vos_lab.data import catalogue
+from vos_lab.data.catalogue import RemoteArchive, verify_davis_layout
 from vos_lab.errors import VosLabError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def served(tmp_path, monkeypatch):
         spec = dict(key="2017-trainval", url=f"http://127.0.0.1:{httpd.server_address[1]}/{archive.name}",
                     target="davis2017", approx_size="1 kB", description="test DAVIS", size=len(data),
                     sha256=hashlib.sha256(data).hexdigest())
-        monkeypatch.setitem(datasets.CATALOGUE, "2017-trainval", RemoteArchive(**{**spec, **fields}))
+        monkeypatch.setitem(catalogue.CATALOGUE, "2017-trainval", RemoteArchive(**{**spec, **fields}))
 
     publish.requests = requests
     yield publish
@@ -146,7 +147,7 @@ def test_get_davis_leaves_an_incomplete_target_alone(served, tmp_path, capsys):
 
 def test_layout_report_for_2016_2017_and_test_dev(tmp_path):
     report = verify_davis_layout(make_davis(tmp_path / "d16", year=2016))
-    assert report.ok and report.year == 2016 and report.sequences["seqa"] == datasets.SequenceCounts(3, 3)
+    assert report.ok and report.year == 2016 and report.sequences["seqa"] == catalogue.SequenceCounts(3, 3)
     test_dev = make_davis(tmp_path / "dev", sequences={"s": ("test-dev", 4)}, masks_only_first=True)
     assert verify_davis_layout(test_dev).ok  # first-frame masks are enough for test splits
     train_like = make_davis(tmp_path / "bad", sequences={"s": ("train", 4)}, masks_only_first=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vos_lab import download as download_module
-from vos_lab.download import download, file_digest
+from vos_lab.data import download as download_module
+from vos_lab.data.download import download, file_digest
 from vos_lab.errors import VosLabError
 from vos_lab.paths import writable_dir
 

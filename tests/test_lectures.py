@@ -6,8 +6,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from vos_lab.course.lectures import Chapter, discover, format_results, parse_params, render, run, select
 from vos_lab.errors import VosLabError
-from vos_lab.lectures import NOTEBOOKS, Chapter, discover, format_results, parse_params, render, run, select
+from vos_lab.paths import chapters_dir
 
 
 def _notebook(path: Path, *cells: str, parameters: str = "PROFILE = None\nX = 1") -> Path:
@@ -31,7 +32,7 @@ def test_discover_finds_numbered_chapters_in_order(tmp_path: Path):
 
 
 def test_the_course_has_chapters_0_and_1():
-    names = [c.name for c in discover(NOTEBOOKS)]
+    names = [c.name for c in discover()]
     assert names[:2] == ["00_task_data_metric", "01_correspondence_propagation"]
 
 
@@ -62,14 +63,14 @@ def test_render_ok_and_failure_with_table_and_exit_status(tmp_path: Path, capsys
 @pytest.mark.slow
 def test_wrong_parameter_of_a_chapter_names_it(tmp_path: Path, monkeypatch, capsys):
     """The real parameters and setup cells of chapter 0, run with a misspelt parameter: exit 1, named."""
-    chapter0 = nbformat.read(NOTEBOOKS / "00_task_data_metric.ipynb", as_version=4)
+    chapter0 = nbformat.read(chapters_dir() / "00_task_data_metric.ipynb", as_version=4)
     index = next(i for i, c in enumerate(chapter0.cells) if "parameters" in c.metadata.get("tags", []))
     setup_cell = next(c for c in chapter0.cells[index:] if "setup(globals())" in c.source)
     chapter0.cells = [chapter0.cells[index], setup_cell]
     nbformat.write(chapter0, tmp_path / "00_head.ipynb")
-    monkeypatch.setattr("vos_lab.lectures.NOTEBOOKS", tmp_path)
-    monkeypatch.setattr("vos_lab.lectures.discover", lambda folder=tmp_path: [Chapter(0, tmp_path / "00_head.ipynb")])
+    monkeypatch.setattr("vos_lab.course.lectures.discover",
+                        lambda folder=tmp_path: [Chapter(0, tmp_path / "00_head.ipynb")])
     args = argparse.Namespace(profile="smoke", chapters=None, out=tmp_path / "out", param=["SEEED=1"],
-                              no_progress=True)
+                              no_progress=True, notebooks=None)
     assert run(args) == 1
     assert "unknown parameter SEEED" in capsys.readouterr().out

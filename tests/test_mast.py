@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from vos_lab.cli import main
+from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.methods.mast import MastMethod, drop_ab_channel, dropped_channel
-from vos_lab.training.clips import ClipSampler, synthetic_videos
 
 SMALL = {"width": 8, "multipliers": (1, 2, 2, 2), "embed_dim": 16}
 
@@ -51,7 +51,7 @@ def test_loss_regresses_and_learns():
 def test_train_command(tmp_path):
     out = tmp_path / "mast.pt"
     assert main(["train", "mast", "--profile", "smoke", "--steps", "2", "--out", str(out)]) == 0
-    from vos_lab.checkpoints import load_encoder
+    from vos_lab.training.checkpoints import load_encoder
 
     assert load_encoder(out).space == "lab"
 

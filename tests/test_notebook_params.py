@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from helpers import write_davis2017
 
+from vos_lab.course.notebook import check_parameters, parameter_names, setup
 from vos_lab.errors import VosLabError
-from vos_lab.notebook import check_parameters, parameter_names, setup
 
 DEFAULTS = {"PROFILE": None, "SEED": 0, "DATA_ROOT": None, "DEVICE": "cpu", "INTERACTIVE": False}
 PARAMETERS_CELL = 'PROFILE = None  # a comment\nSEED = 0\nDATA_ROOT = None\nDEVICE = "cpu"\nINTERACTIVE = False'

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from vos_lab.checkpoints import load_checkpoint, load_encoder
+from vos_lab.colour import fit_ab_centres, quantise_ab
+from vos_lab.data.clips import ClipSampler, Video, synthetic_videos
 from vos_lab.errors import VosLabError
-from vos_lab.methods.colorization import ColourisationMethod, channel_dropout
-from vos_lab.training.clips import ClipSampler, Video, synthetic_videos
+from vos_lab.methods.colourisation import ColourisationMethod, channel_dropout
+from vos_lab.training.checkpoints import load_checkpoint, load_encoder
 from vos_lab.training.loop import TrainConfig, load_or_train, train
-from vos_lab.training.quantise import fit_ab_centres, quantise_ab
 from vos_lab.training.schedule import learning_rate
 
 SMALL = {"width": 8, "multipliers": (1, 2, 2, 2), "embed_dim": 16}
@@ -124,12 +124,12 @@ def test_profiles_choose_the_training_pointer():
     from vos_lab.profiles import get_profile
     from vos_lab.training.run import method_for_profile
 
-    cpu = method_for_profile("colorization", get_profile("cpu")).config
+    cpu = method_for_profile("colourisation", get_profile("cpu")).config
     assert (cpu["cosine"], cpu["temperature"]) == (True, 0.1)
-    gpu = method_for_profile("colorization", get_profile("gpu")).config
+    gpu = method_for_profile("colourisation", get_profile("gpu")).config
     assert (gpu["cosine"], gpu["temperature"]) == (False, 1.0), "the gpu profile trains the papers' version"
     assert "cosine" not in method_for_profile("mast", get_profile("cpu")).config
-    assert not method_for_profile("colorization", get_profile("cpu"), cosine=False).config["cosine"]
+    assert not method_for_profile("colourisation", get_profile("cpu"), cosine=False).config["cosine"]
     assert get_profile("gpu").crop_jitter == 0, "the gpu profile samples clips as the papers do"
     assert (cpu["lr_schedule"], gpu["lr_schedule"]) == ("cosine", "constant")
     assert method_for_profile("mast", get_profile("cpu")).config["lr_schedule"] == "cosine"
@@ -188,8 +188,8 @@ def test_cosine_schedule_decays_to_zero_and_the_loop_follows_it(videos, tmp_path
 
 KILL_SCRIPT = """
 import sys, torch
-from vos_lab.methods.colorization import ColourisationMethod
-from vos_lab.training.clips import ClipSampler, synthetic_videos
+from vos_lab.methods.colourisation import ColourisationMethod
+from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.training.loop import TrainConfig, train
 torch.set_num_threads(1)
 method = ColourisationMethod(variant="vondrick", width=8, multipliers=(1, 2, 2, 2), embed_dim=16)
@@ -265,10 +265,20 @@ def test_train_cli_validates_on_davis(synthetic_root, tmp_path, capsys):
     from vos_lab.cli import main
 
     out = tmp_path / "cli.pt"
-    assert main(["train", "colorization", "--variant", "bottleneck", "--profile", "smoke", "--steps", "2",
+    assert main(["train", "colourisation", "--variant", "bottleneck", "--profile", "smoke", "--steps", "2",
                  "--val", str(synthetic_root), "--val-sequences", "1", "--val-frames", "3", "--out", str(out)]) == 0
     assert "validation at step 2: J&F" in capsys.readouterr().out
     assert load_checkpoint(out)["data"] == "embedded"  # a loaded model can say what it was trained on
-    assert main(["train", "colorization", "--profile", "smoke", "--val", str(tmp_path / "nowhere"),
+    assert main(["train", "colourisation", "--profile", "smoke", "--val", str(tmp_path / "nowhere"),
                  "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_train_cli_accepts_the_american_spelling(tmp_path, capsys):
+    from vos_lab.cli import main
+
+    out = tmp_path / "alias.pt"
+    assert main(["train", "colorization", "--variant", "bottleneck", "--profile", "smoke", "--steps", "1",
+                 "--out", str(out)]) == 0
+    config = load_checkpoint(out)["config"]
+    assert config["method"] == "colourisation" and config["variant"] == "bottleneck"

@@ -12,10 +12,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from vos_lab.course.widgets import AffinityExplorer  # noqa: E402
 from vos_lab.errors import VosLabError  # noqa: E402
 from vos_lab.features import build_encoder  # noqa: E402
 from vos_lab.propagation import dense_propagation, downsample_labels, ids_to_onehot  # noqa: E402
-from vos_lab.widgets import AffinityExplorer  # noqa: E402
 
 
 def _toy(frames: int = 3, h: int = 4, w: int = 6, seed: int = 0):

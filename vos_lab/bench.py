@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from vos_lab.data.davis import DavisDataset, DavisSequence
-from vos_lab.features import build_encoder, pick_device
+from vos_lab.device import pick_device
+from vos_lab.features import build_encoder
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.propagation import PropagationConfig, propagate_video, windowed_propagation
 from vos_lab.windowed import dense_attention, neighbourhood_mask, windowed_attention
@@ -124,7 +125,7 @@ def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[st
     from vos_lab.training.run import method_for_profile, profile_sampler
 
     profile = get_profile(profile_name)
-    method = method_for_profile("colorization", profile, variant="vondrick")
+    method = method_for_profile("colourisation", profile, variant="vondrick")
     sampler = profile_sampler(method, profile, sources)
     device = pick_device("auto")
     sample = prepare = 0.0

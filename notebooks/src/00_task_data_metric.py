@@ -35,11 +35,12 @@ import numpy as np
 from PIL import Image
 from skimage.morphology import disk
 
-from vos_lab import exercises, metrics, plots
+from vos_lab import metrics
+from vos_lab.course import exercises, plots
+from vos_lab.course.notebook import davis_sequences, setup
 from vos_lab.data.davis import DavisDataset, mask_to_ids, read_mask_raw, save_palette_png
 from vos_lab.data.synthetic import flat_video, generate_video, write_synthetic_davis
 from vos_lab.data.videos import bundled_clips, read_video
-from vos_lab.notebook import davis_sequences, setup
 
 lab = setup(globals())
 P = lab.profile  # every size below comes from the profile

@@ -32,10 +32,19 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from vos_lab import exercises, plots
+from vos_lab.course import exercises, plots
+from vos_lab.course.notebook import (
+    davis_sequences,
+    encode_video,
+    iter_davis_predictions,
+    jf_scores,
+    propagate_features,
+    setup,
+)
+from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.synthetic import generate_video, sequence_seed
-from vos_lab.features import BASELINES, build_encoder
-from vos_lab.notebook import davis_sequences, encode_video, iter_davis_predictions, jf_scores, propagate_features, setup
+from vos_lab.features import build_encoder
+from vos_lab.models.encoders import BASELINES
 from vos_lab.propagation import (
     PropagationConfig,
     dense_propagation,
@@ -43,7 +52,6 @@ from vos_lab.propagation import (
     ids_to_onehot,
     windowed_propagation,
 )
-from vos_lab.widgets import AffinityExplorer
 
 lab = setup(globals())
 P = lab.profile

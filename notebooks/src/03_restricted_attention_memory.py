@@ -40,18 +40,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vos_lab import plots
 from vos_lab.bench import bench_attention
+from vos_lab.course import plots
+from vos_lab.course.notebook import REPO, setup, training_sources
+from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.davis import DavisDataset
 from vos_lab.data.synthetic import write_synthetic_davis
 from vos_lab.evaluation import propagate_dataset, read_results, score_results
 from vos_lab.features import build_encoder
 from vos_lab.methods.corrflow import sampling_probability
 from vos_lab.methods.mast import drop_ab_channel, dropped_channel
-from vos_lab.notebook import REPO, setup, training_sources
 from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig
 from vos_lab.training.run import train_from_profile
-from vos_lab.widgets import AffinityExplorer
 from vos_lab.windowed import dense_attention, localise, neighbourhood_mask, windowed_attention
 
 lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str, ABLATION_STEPS=int)

@@ -10,8 +10,6 @@ Frames are loaded lazily, one at a time, so a 480p sequence never has to sit in 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vos_lab.errors import VosLabError
+from vos_lab.paths import atomic_path
 
 VOID_ID = 255
 YEARS = (2016, 2017)
@@ -41,16 +40,8 @@ def davis_palette() -> np.ndarray:
 
 def _atomic_save(image: Image.Image, path: Path, **options) -> None:
     """Save through a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(handle)
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_palette_png(path: Path, mask: np.ndarray) -> None:

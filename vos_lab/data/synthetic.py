@@ -25,8 +25,6 @@ its textures.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +35,7 @@ from scipy.interpolate import CubicSpline
 
 from vos_lab.data.davis import save_jpeg, save_palette_png
 from vos_lab.errors import VosLabError
+from vos_lab.paths import atomic_path
 
 MAX_OBJECTS = 20
 MIN_SIZE = 32
@@ -434,15 +433,8 @@ def sequence_seed(seed: int, index: int) -> int:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _remove_stale(folder: Path, suffix: str, keep: set[str]) -> None:

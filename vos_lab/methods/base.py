@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from vos_lab.colour import normalise, rgb_to_lab_tensor, to_unit_rgb
-from vos_lab.features import FrameEncoder
+from vos_lab.models.encoders import FrameEncoder
 from vos_lab.models.resnet import ResNetStride8
 from vos_lab.training.schedule import check_schedule
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vos_lab.methods.colorization import ColourTargetMethod, channel_dropout, colour_nll
+from vos_lab.methods.colourisation import ColourTargetMethod, channel_dropout, colour_nll
 from vos_lab.windowed import windowed_attention
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from vos_lab.errors import VosLabError
 from vos_lab.methods.base import Method
-from vos_lab.methods.colorization import ColourisationMethod
+from vos_lab.methods.colourisation import ColourisationMethod
 from vos_lab.methods.corrflow import CorrFlowMethod
 from vos_lab.methods.mast import MastMethod
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod, CorrFlowMethod, MastMethod)}
+ALIASES = {"colorization": "colourisation"}  # other spellings accepted on the command line
+
+
+def method_name(name: str) -> str:
+    """The registered name of a method, given it or an alias."""
+    return ALIASES.get(name, name)
 
 
 def build_method(config: dict) -> Method:

@@ -8,7 +8,6 @@ matches a small image patch.
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 
@@ -35,12 +34,12 @@ class ResNetStride8(nn.Module):
 
     `width` is the stem's channel count (64 in ResNet-18); the four stages have width x `multipliers`
     channels ((1, 2, 4, 4) by default; the cpu profile uses a narrower (1, 2, 2, 2) at width 32), and a
-    1x1 head projects to `embed_dim`.
+    1x1 head projects to `embed_dim` (none when `embed_dim` is None).
     """
 
     stride = 8
 
-    def __init__(self, in_channels: int = 3, width: int = 64, embed_dim: int = 64,
+    def __init__(self, in_channels: int = 3, width: int = 64, embed_dim: int | None = 64,
                  multipliers: tuple[int, ...] = (1, 2, 4, 4)) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -54,17 +53,19 @@ class ResNetStride8(nn.Module):
             layers += [BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out)]
             c_in = c_out
         self.stages = nn.Sequential(*layers)
-        self.head = nn.Conv2d(c_in, embed_dim, 1)
+        self.head = nn.Conv2d(c_in, embed_dim, 1) if embed_dim is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
 
 
-def torchvision_resnet18_stride8(seed: int = 0) -> nn.Module:
-    """torchvision's ResNet-18, randomly initialised with `seed`, cut after layer3 whose stride is removed."""
+def random_resnet18(seed: int = 0) -> ResNetStride8:
+    """The random-CNN baseline: ResNet-18's first three stages (64-128-256 channels, the stride of the third
+    removed: stride 8), no head, initialised as torchvision initialises ResNet-18 (He normal, fan-out)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = torchvision.models.resnet18(weights=None)
-    net.layer3[0].conv1.stride = (1, 1)
-    net.layer3[0].downsample[0].stride = (1, 1)
-    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+        net = ResNetStride8(3, width=64, embed_dim=None, multipliers=(1, 2, 4))
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return net

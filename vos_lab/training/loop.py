@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vos_lab.checkpoints import check_config, load_checkpoint, save_checkpoint
-from vos_lab.features import FrameEncoder
+from vos_lab.data.clips import ClipSampler
 from vos_lab.methods.base import Method
-from vos_lab.training.clips import ClipSampler
+from vos_lab.models.encoders import FrameEncoder
+from vos_lab.training.checkpoints import check_config, load_checkpoint, save_checkpoint
 from vos_lab.training.schedule import learning_rate
 
 Evaluate = Callable[[FrameEncoder], dict[str, float]]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vos_lab.features import pick_device
+from vos_lab.data.clips import ClipSampler
+from vos_lab.data.sources import load_training_videos
+from vos_lab.device import pick_device
 from vos_lab.methods.base import Method
 from vos_lab.methods.registry import METHODS, build_method
 from vos_lab.profiles import Profile
 from vos_lab.propagation import PropagationConfig
-from vos_lab.training.clips import ClipSampler
-from vos_lab.training.data import load_training_videos
 from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, load_or_train
 
 

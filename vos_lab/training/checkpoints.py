@@ -7,29 +7,21 @@ exactly where it stopped.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from vos_lab.errors import VosLabError
+from vos_lab.paths import atomic_path
 
 FORMAT = "vos_lab-checkpoint-1"
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    os.close(handle)
-    try:
+    """Write through a temporary file in the same folder, flushed to disk, then rename: a crash or power cut
+    never leaves half a file, and never loses the previous checkpoint."""
+    with atomic_path(path, durable=True) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:

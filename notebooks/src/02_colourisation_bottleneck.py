@@ -34,12 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vos_lab import exercises, plots
-from vos_lab.colour import lab_to_rgb, rgb_to_lab
-from vos_lab.data.synthetic import generate_video
-from vos_lab.features import build_encoder
-from vos_lab.methods.colorization import VARIANTS, channel_dropout, colour_classes
-from vos_lab.notebook import (
+from vos_lab.colour import fit_ab_centres, lab_to_rgb, quantise_ab, rgb_to_lab
+from vos_lab.course import exercises, plots
+from vos_lab.course.notebook import (
     REPO,
     davis_sequences,
     encode_video,
@@ -49,12 +46,14 @@ from vos_lab.notebook import (
     setup,
     training_sources,
 )
+from vos_lab.course.widgets import AffinityExplorer
+from vos_lab.data.clips import ClipSampler
+from vos_lab.data.sources import load_training_videos
+from vos_lab.data.synthetic import generate_video
+from vos_lab.features import build_encoder
+from vos_lab.methods.colourisation import VARIANTS, channel_dropout, colour_classes
 from vos_lab.propagation import PropagationConfig
-from vos_lab.training.clips import ClipSampler
-from vos_lab.training.data import load_training_videos
-from vos_lab.training.quantise import fit_ab_centres, quantise_ab
 from vos_lab.training.run import method_for_profile, train_from_profile
-from vos_lab.widgets import AffinityExplorer
 
 lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str)
 P = lab.profile
@@ -131,7 +130,7 @@ fig.suptitle("Colour quantisation");
 # network, then check it against `ColourisationMethod`.
 
 # %%
-method = method_for_profile("colorization", P, variant="vondrick", cosine=False, temperature=1.0).to(lab.device)
+method = method_for_profile("colourisation", P, variant="vondrick", cosine=False, temperature=1.0).to(lab.device)
 method.centres.copy_(torch.from_numpy(centres))
 sampler = ClipSampler(videos, method.clip_length, method.gaps, P.crop_size, seed=SEED, jitter=P.crop_jitter)
 batch = method.prepare(sampler.batch(2), lab.device)
@@ -163,7 +162,7 @@ assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)), atol=1e
 # and $T = 0.1$: `cosine=True, temperature=0.1`. The gpu profile trains the papers' version.
 
 # %%
-cosine = method_for_profile("colorization", P, variant="vondrick", cosine=True, temperature=0.1)
+cosine = method_for_profile("colourisation", P, variant="vondrick", cosine=True, temperature=0.1)
 with torch.no_grad():
     unit = F.normalize(features, dim=2)  # f / |f| for every cell
     unit_refs = unit[:, :-1].permute(0, 2, 1, 3, 4).reshape(b, d, -1)
@@ -197,7 +196,7 @@ exercises.check_copy_colours(copy_colours)
 # rest. Here are four samples of one batch after the bottleneck (each shown as its channels).
 
 # %%
-rgb_method = method_for_profile("colorization", P, variant="bottleneck")
+rgb_method = method_for_profile("colourisation", P, variant="bottleneck")
 clips = sampler.batch(4)
 inputs = rgb_method.prepare(clips, torch.device("cpu"))["inputs"]
 dropped = channel_dropout(inputs, 0.7, generator=torch.Generator().manual_seed(SEED))
@@ -231,7 +230,7 @@ fig.suptitle("Channel dropout (CorrFlow's bottleneck) on four training samples")
 # %%
 results = {}
 for variant in VARIANTS:
-    results[variant] = train_from_profile("colorization", P, CHECKPOINT_DIR / f"ch02-{variant}-{P.name}.pt",
+    results[variant] = train_from_profile("colourisation", P, CHECKPOINT_DIR / f"ch02-{variant}-{P.name}.pt",
                                           SOURCES, seed=SEED, device=DEVICE, variant=variant)
     print(f"{variant:>10}: {results[variant].step} steps, {results[variant].seconds / 60:.1f} min of training "
           f"on {results[variant].data or 'unrecorded data'}")
@@ -312,7 +311,7 @@ fig.suptitle("Learned correspondences vs the best pixel baseline");
 # %% [markdown]
 # What we measured on the 14 development sequences of DAVIS-2016 (480p, all 941 frames), each model
 # trained for 800 steps on the 8 real clips of `../shared/data/videos` (no DAVIS sequence among them), with
-# `python -m vos_lab train colorization --variant V --profile cpu --data ../shared/data/videos --out V.pt`,
+# `python -m vos_lab train colourisation --variant V --profile cpu --data ../shared/data/videos --out V.pt`,
 # then `propagate --features V.pt` and `evaluate` (2 cores, no GPU):
 #
 # | features (cpu profile: cosine pointer, crop jitter 48, cosine lr decay) | J&F-Mean | J-Mean | F-Mean | training |
@@ -400,7 +399,7 @@ assert len(view.matches) == explorer.config.topk
 #    and to J&F?
 # 3. Use the training temperature 0.5 of Vondrick et al.'s test time in our protocol (`PropagationConfig(
 #    temperature=0.5)`). Why is 0.1 better for L2-normalised features?
-# 4. Train `bottleneck` and `rgb` for 4x the steps (`python -m vos_lab train colorization --variant V
+# 4. Train `bottleneck` and `rgb` for 4x the steps (`python -m vos_lab train colourisation --variant V
 #    --steps 3200 ...`). Does the bottleneck overtake the model without it?
 # 5. Train with `get_profile("cpu", crop_jitter=J)` for J = 0, 24 and 64. Frames are cut to a short side
 #    of 256 px and crops are 192 px: beyond which J does the crop stop moving vertically?

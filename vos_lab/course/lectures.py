@@ -1,6 +1,9 @@
 """Render the course: execute each chapter with papermill (parameters from a profile), convert it to HTML.
 
-Chapters are the notebooks `notebooks/NN_*.ipynb`, so a new chapter joins by being there. For each one the
+Chapters are the notebooks `NN_*.ipynb` of the course's notebook folder (the repository's `notebooks/`, shipped
+with the package as `vos_lab.course.chapters`; `--notebooks DIR` renders another copy), so a new chapter joins
+by being there. Chapters run with the course's working folder (`vos_lab.paths.course_home`) fixed for them, so
+checkpoints and cached results land in one place whatever the install. For each one the
 executed notebook and its HTML go to the output folder; a chapter that fails still gets both, with the
 failing cell marked by papermill, and the command exits non-zero after the table of results.
 """
@@ -8,17 +11,19 @@ failing cell marked by papermill, and the command exits non-zero after the table
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
 from vos_lab.errors import VosLabError
+from vos_lab.paths import HOME_VAR, chapters_dir, course_home, writable_dir
 from vos_lab.profiles import PROFILES
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the repository's chapters
 CHAPTER_RE = re.compile(r"^(\d{2})_\w+\.ipynb$")
 
 
@@ -41,8 +46,9 @@ class Rendered:
     error: str = ""
 
 
-def discover(folder: Path = NOTEBOOKS) -> list[Chapter]:
-    """Every `NN_*.ipynb` of `folder`, by number."""
+def discover(folder: Path | None = None) -> list[Chapter]:
+    """Every `NN_*.ipynb` of `folder` (default: the course's chapters), by number."""
+    folder = chapters_dir() if folder is None else folder
     found = [Chapter(int(m.group(1)), p) for p in Path(folder).glob("*.ipynb") if (m := CHAPTER_RE.match(p.name))]
     if not found:
         raise VosLabError(f"{folder}: no chapter notebooks (NN_name.ipynb) found")
@@ -128,21 +134,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="extra notebook parameter, YAML value, repeatable (e.g. DATA_ROOT=/data/davis2017)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    parser.add_argument("--notebooks", type=Path, help="folder of the chapter notebooks (default: the course's)")
 
 
 def run(args: argparse.Namespace) -> int:
     """The `lectures` command: render the chosen chapters, print the table, 1 when one failed."""
-    from vos_lab.paths import writable_dir
-
-    chapters = select(discover(), args.chapters)
+    chapters = select(discover(args.notebooks), args.chapters)
     params = parse_params(args.param)
     out = writable_dir(args.out)
     results = []
-    for index, chapter in enumerate(chapters, start=1):
-        print(f"[{index}/{len(chapters)}] {chapter.name} (profile {args.profile}) ...", flush=True)
-        result = render(chapter, args.profile, out, params, progress=not args.no_progress)
-        print(f"[{index}/{len(chapters)}] {chapter.name}: {'ok' if result.ok else 'FAILED'} in "
-              f"{result.minutes:.2f} min -> {result.html}", flush=True)
-        results.append(result)
+    # the kernels inherit the working folder: papermill runs them in the notebooks' folder, maybe an installed one
+    with mock.patch.dict(os.environ, {HOME_VAR: str(course_home())}):
+        for index, chapter in enumerate(chapters, start=1):
+            print(f"[{index}/{len(chapters)}] {chapter.name} (profile {args.profile}) ...", flush=True)
+            result = render(chapter, args.profile, out, params, progress=not args.no_progress)
+            print(f"[{index}/{len(chapters)}] {chapter.name}: {'ok' if result.ok else 'FAILED'} in "
+                  f"{result.minutes:.2f} min -> {result.html}", flush=True)
+            results.append(result)
     print("\n" + format_results(results))
     return 0 if all(r.ok for r in results) else 1

@@ -5,7 +5,7 @@ softmax(cos(q, k) / tau) over every key k inside the +-radius window (one softma
 the protocol), the top-k matches that the protocol keeps, the pixel's propagated label (the weighted sum of
 the matches' labels) and the whole propagated mask of the target frame (`vos_lab.propagation`).
 
-It works from an encoder (`vos_lab.features.FrameEncoder`) or precomputed features, so later chapters
+It works from an encoder (`vos_lab.models.encoders.FrameEncoder`) or precomputed features, so later chapters
 reuse it with trained features. Handlers are plain methods (`on_click`, `on_slider`) that tests call with
 fake events; `interactive()` wires them to ipympl's `button_press_event` and ipywidgets sliders (JupyterLab
 4), and `static_figure(pixels)` draws the same panels for preset pixels, for papermill-rendered lectures.
@@ -20,10 +20,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from vos_lab.course.notebook import DENSE_CELLS, dense_step
+from vos_lab.course.plots import image_panel, overlay
 from vos_lab.errors import VosLabError
-from vos_lab.features import FrameEncoder
-from vos_lab.notebook import DENSE_CELLS, dense_step
-from vos_lab.plots import image_panel, overlay
+from vos_lab.models.encoders import FrameEncoder
 from vos_lab.propagation import (
     PropagationConfig,
     downsample_labels,

@@ -2,9 +2,10 @@
 
 Each `check_*` takes the student's function, compares it with the package's version on a few cases, and
 raises AssertionError with a message that says which case failed and how. A stub that still raises
-NotImplementedError is reported, and the check then runs on the solution in `notebooks/solutions/` so the
-notebook still executes from top to bottom (CI runs every chapter). `solution(chapter, name)` returns a
-solution function and `show_solution(chapter, name)` prints its code, for when you choose to look.
+NotImplementedError is reported, and the check then runs on the solution in `notebooks/solutions/` (shipped
+with the package) so the notebook still executes from top to bottom (CI runs every chapter).
+`solution(chapter, name)` returns a solution function and `show_solution(chapter, name)` prints its code,
+for when you choose to look.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ import torch
 
 from vos_lab.data.davis import mask_to_ids
 from vos_lab.errors import VosLabError
-from vos_lab.notebook import REPO
+from vos_lab.paths import chapters_dir
 from vos_lab.propagation import PropagationConfig
-
-SOLUTIONS = REPO / "notebooks" / "solutions"
 
 
 @cache
 def _solutions(chapter: int):
-    path = SOLUTIONS / f"ch{chapter:02d}.py"
+    path = chapters_dir() / "solutions" / f"ch{chapter:02d}.py"
     if not path.is_file():
         raise VosLabError(f"{path}: solutions of chapter {chapter} not found")
     spec = importlib.util.spec_from_file_location(f"vos_lab_solutions_ch{chapter:02d}", path)
@@ -122,8 +121,8 @@ def check_topk_weights(fn: Callable) -> None:
 
 
 def check_nearest_centre(fn: Callable) -> None:
-    """Exercise 2.1: nearest ab centre per pixel, as `vos_lab.training.quantise.quantise_ab`."""
-    from vos_lab.training.quantise import quantise_ab
+    """Exercise 2.1: nearest ab centre per pixel, as `vos_lab.colour.quantise_ab`."""
+    from vos_lab.colour import quantise_ab
 
     generator = torch.Generator().manual_seed(0)
     centres = torch.randn(16, 2, generator=generator) * 40

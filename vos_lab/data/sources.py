@@ -13,9 +13,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from vos_lab.data.clips import Video, load_frame_folder, load_video_file, synthetic_videos
 from vos_lab.errors import VosLabError
 from vos_lab.profiles import Profile
-from vos_lab.training.clips import Video, load_frame_folder, load_video_file, synthetic_videos
 
 
 def _frame_folders(root: Path) -> list[Path]:

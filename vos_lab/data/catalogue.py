@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vos_lab.archive import safe_extract
+from vos_lab.data.archive import safe_extract
 from vos_lab.data.davis import DavisDataset, detect_year
-from vos_lab.download import download
+from vos_lab.data.download import download
 from vos_lab.errors import VosLabError
 from vos_lab.paths import DOWNLOADS_DIR, ENV_VAR, writable_dir
 

@@ -21,16 +21,17 @@ import numpy as np
 import torch
 
 from vos_lab.data.davis import DavisDataset, DavisSequence
+from vos_lab.device import pick_device
 from vos_lab.errors import VosLabError
-from vos_lab.features import FrameEncoder, pick_device
 from vos_lab.metrics import evaluate_sequence, summarize
-from vos_lab.paths import davis_root
+from vos_lab.models.encoders import FrameEncoder
+from vos_lab.paths import course_home, davis_root
 from vos_lab.profiles import PROFILES, Profile, get_profile
 from vos_lab.propagation import PropagationConfig, dense_propagation, propagate_step, propagate_video
 
 DENSE_CELLS = 2048  # feature maps up to this many cells propagate with the full affinity (cpu: 30 x 54)
 THREADS = {"smoke": 1}  # torch threads per profile (tiny tensors: threads cost more than they give)
-REPO = Path(__file__).resolve().parents[1]
+REPO = course_home()  # the course's working folder: checkpoints/, runs/, relative TRAIN_DATA paths
 SHARED_DAVIS = REPO.parent / "shared" / "data" / "davis2016-dev"  # development data next to the repo
 
 # name -> (allowed types, what it means); None among the types means the value may be None.
@@ -160,7 +161,7 @@ def setup(namespace: dict, **extra: type | tuple) -> Session:
 # ------------------------------------------------------------------------------------ data and scores
 def training_sources(value: str) -> list[str]:
     """The TRAIN_DATA parameter -> sources for `load_training_videos`: 'embedded', or folders given
-    comma-separated, relative ones taken from the repository root (papermill runs in notebooks/)."""
+    comma-separated, relative ones taken from the course's working folder (`course_home`)."""
     names = [part.strip() for part in value.split(",") if part.strip()]
     return [name if name == "embedded" else str(REPO / Path(name).expanduser()) for name in names]
 

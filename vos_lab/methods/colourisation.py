@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from vos_lab.attention import copy_values, flatten_frames, pointer_weights
+from vos_lab.colour import fit_ab_centres, quantise_ab
 from vos_lab.errors import VosLabError
 from vos_lab.methods.base import Method
-from vos_lab.training.quantise import fit_ab_centres, quantise_ab
 
 VARIANTS = {
     # variant: (input space, references per target, channel dropout probability)
@@ -77,7 +77,7 @@ class ColourTargetMethod(Method):
 
 
 class ColourisationMethod(ColourTargetMethod):
-    name = "colorization"
+    name = "colourisation"
     defaults = {**ColourTargetMethod.defaults, "variant": "vondrick", "temperature": 1.0, "cosine": False}
 
     def __init__(self, **config) -> None:
