@@ -228,6 +228,35 @@ def test_videos_to_frames_from_a_list_and_bad_options(tmp_path, capsys):
     assert videos_to_frames([str(tmp_path / "nothing-here"), "--out", str(out)]) == 2
 
 
+def test_videos_to_frames_list_entries_cannot_leave_the_output_folder(tmp_path, capsys):
+    lists, out = tmp_path / "lists", tmp_path / "out" / "frames"
+    (lists / "sub").mkdir(parents=True)
+    write_clip(tmp_path / "x.mp4", 2)
+    (lists / "subset.txt").write_text("sub/../../x.mp4\n")  # below --base lexically, outside it for real
+    assert videos_to_frames(["--list", str(lists / "subset.txt"), "--base", str(lists), "--out", str(out),
+                             "--fps", "0", "--workers", "1", "--no-progress"]) == 0
+    assert len(list((out / "x").glob("*.jpg"))) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lists", "out", "x.mp4"]  # nothing beside out/
+    write_clip(tmp_path / "...mp4", 2)  # its stem is '..'
+    assert videos_to_frames([str(tmp_path / "...mp4"), "--out", str(out), "--no-progress"]) == 2
+    assert "output folder '..' is not a relative path of plain names" in capsys.readouterr().err
+    (out / "cls").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "cls").mkdir()
+    write_clip(tmp_path / "cls" / "y.mp4", 2)
+    assert videos_to_frames([str(tmp_path / "cls" / "y.mp4"), "--base", str(tmp_path), "--out", str(out),
+                             "--no-progress"]) == 2
+    assert "output folder 'cls/y' leads outside" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_davis_2016_frame_lists_cannot_point_outside_the_folder(tmp_path):
+    root = make_davis(tmp_path / "d16", year=2016)
+    (tmp_path / "secret.jpg").write_bytes(b"")
+    with open(root / "ImageSets" / "480p" / "val.txt", "a") as handle:
+        handle.write("/JPEGImages/480p/seqb/00000.jpg /JPEGImages/480p/../../../secret.jpg\n")
+    with pytest.raises(VosLabError, match=r"val.txt: listed file '[^']*/secret.jpg' is not a relative path"):
+        verify_davis_layout(root)
+
+
 def test_videos_to_frames_unpacks_a_frame_archive_safely(tmp_path, capsys):
     frames = tmp_path / "ytvos" / "JPEGImages" / "0a2f"
     frames.mkdir(parents=True)

@@ -19,7 +19,7 @@ from vos_lab.archive import safe_extract
 from vos_lab.data.davis import DavisDataset, detect_year
 from vos_lab.download import download
 from vos_lab.errors import VosLabError
-from vos_lab.paths import DOWNLOADS_DIR, ENV_VAR, writable_dir
+from vos_lab.paths import DOWNLOADS_DIR, ENV_VAR, inside, writable_dir
 
 RESOLUTION = "480p"
 
@@ -128,9 +128,9 @@ def _check_sequence(root: Path, name: str, first_mask_only: bool, report: Layout
 
 
 def _check_frame_list(root: Path, split_file: Path, report: LayoutReport) -> None:
-    """DAVIS-2016 split files list frame/mask pairs: every listed file must exist."""
+    """DAVIS-2016 split files list frame/mask pairs: every listed file must exist (and be inside `root`)."""
     missing = [path for line in split_file.read_text().split()
-               if not (root / (path := line.lstrip("/"))).is_file()]
+               if not inside(root, path := line.lstrip("/"), f"{split_file}: listed file", resolve=False).is_file()]
     if missing:
         report.problems.append(f"{split_file.name}: {len(missing)} listed files are missing, "
                                f"first {missing[0]}")
