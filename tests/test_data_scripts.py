@@ -119,6 +119,26 @@ def test_get_davis_checksum_mismatch_deletes_the_download(served, tmp_path, caps
     assert "not checked against a published value" in capsys.readouterr().out  # prints the sha256 to pin
 
 
+def test_every_catalogue_entry_has_a_checksum_or_is_marked_unpinned():
+    for key, spec in datasets.CATALOGUE.items():
+        assert spec.sha256 or spec.md5 or spec.unpinned, key
+
+
+def test_get_davis_refuses_an_archive_without_a_pinned_checksum(served, tmp_path, capsys):
+    archive = zip_folder(make_davis(tmp_path / "src"), tmp_path / "DAVIS-test.zip")
+    served(archive, size=None, sha256=None)
+    assert get_davis(["--root", str(tmp_path / "data"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no checksum is pinned" in err and "--sha256 HEX" in err and served.requests == []
+    assert get_davis(["--root", str(tmp_path / "data"), "--sha256", "abc"]) == 2
+    assert "64 hex digits" in capsys.readouterr().err
+    assert get_davis(["2017-trainval", "2016", "--root", str(tmp_path / "data"), "--sha256", "0" * 64]) == 2
+    assert "one dataset" in capsys.readouterr().err and served.requests == []
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert get_davis(["--root", str(tmp_path / "data"), "--no-progress", "--sha256", digest]) == 0
+    assert "5 frames, 5 masks: OK" in capsys.readouterr().out
+
+
 def test_get_davis_bad_layout_installs_nothing_and_keeps_the_archive(served, tmp_path, capsys):
     served(zip_folder(make_davis(tmp_path / "src", drop="seqa/00001.png"), tmp_path / "DAVIS-test.zip"))
     assert get_davis(["--root", str(tmp_path / "data"), "--no-progress"]) == 2
