@@ -133,8 +133,9 @@ def _check_sequence(root: Path, name: str, first_mask_only: bool, report: Layout
 
 def _check_frame_list(root: Path, split_file: Path, report: LayoutReport) -> None:
     """DAVIS-2016 split files list frame/mask pairs: every listed file must exist (and be inside `root`)."""
-    missing = [path for line in split_file.read_text().split()
-               if not inside(root, path := line.lstrip("/"), f"{split_file}: listed file", resolve=False).is_file()]
+    listed = [line.lstrip("/") for line in split_file.read_text().split()]
+    missing = [path for path in listed
+               if not inside(root, path, f"{split_file}: listed file", resolve=False).is_file()]
     if missing:
         report.problems.append(f"{split_file.name}: {len(missing)} listed files are missing, "
                                f"first {missing[0]}")
