@@ -19,6 +19,7 @@ from vos_lab.errors import VosLabError
 
 def build_parser() -> argparse.ArgumentParser:
     listing = "\n".join(f"  {key:14s} {spec.approx_size:38s} -> <root>/{spec.target}/"
+                        + (" (no pinned checksum)" if spec.unpinned else "")
                         for key, spec in CATALOGUE.items())
     parser = argparse.ArgumentParser(
         description="Download and prepare DAVIS (official archives from davischallenge.org).",
@@ -29,9 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which archives (default: 2017-trainval)")
     parser.add_argument("--root", help="data root to prepare into (default: $VOS_LAB_DATA)")
     parser.add_argument("--keep-archive", action="store_true", help="keep the .zip in <root>/downloads/")
+    parser.add_argument("--sha256", metavar="HEX",
+                        help="expected sha256 of the archive (one dataset only): needed for an archive without "
+                             "a pinned checksum (2017-test-dev), or if the publisher re-released one")
     parser.add_argument("--no-checksum", action="store_true",
-                        help="skip the size and checksum check (if the publisher re-released an "
-                             "archive); the layout is still checked")
+                        help="skip the size and checksum check; only the layout is checked")
     parser.add_argument("--check", metavar="DAVIS_DIR", help="only verify an existing DAVIS folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -48,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise VosLabError(f"unknown dataset {', '.join(unknown)} (choose {', '.join(CATALOGUE)} or all)")
         keys = list(CATALOGUE) if "all" in args.datasets else args.datasets
+        if args.sha256 and len(keys) > 1:
+            raise VosLabError("--sha256 applies to one dataset: name only one")
         for key in keys:
-            report = prepare_davis(args.root, key, keep_archive=args.keep_archive,
+            report = prepare_davis(args.root, key, keep_archive=args.keep_archive, sha256=args.sha256,
                                    verify_checksum=not args.no_checksum, progress=not args.no_progress)
             print(report.summary())
     except VosLabError as error:

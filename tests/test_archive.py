@@ -15,14 +15,15 @@ from vos_lab.errors import VosLabError
 
 
 def make_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
-    """A zip of files (name -> bytes, names kept as given, even '../x') and symlinks (name -> target)."""
+    """A zip of symlinks (name -> target) first, then files (name -> bytes; names kept as given, even '../x';
+    a name ending in '/' is a folder)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
         for name, target in (links or {}).items():
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             archive.writestr(info, target)
+        for name, data in entries.items():
+            archive.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
     return path
 
 
@@ -42,6 +43,12 @@ def make_tar(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -> 
 def link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, target
+    return info
+
+
+def folder(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
     return info
 
 
@@ -71,12 +78,6 @@ def test_good_tar_with_internal_links_extracts(tmp_path):
     assert [m.kind for m in list_members(archive)] == ["file", "symlink", "hardlink"]
 
 
-def test_zip_internal_symlink_is_kept(tmp_path):
-    archive = make_zip(tmp_path / "a.zip", {"d/a.txt": b"A"}, links={"d/l": "a.txt"})
-    dest = safe_extract(archive, tmp_path / "out")
-    assert (dest / "d" / "l").is_symlink() and (dest / "d" / "l").read_bytes() == b"A"
-
-
 @pytest.mark.parametrize("name, reason", [("../evil.txt", r"'\.\.'"), ("ok/../../evil.txt", r"'\.\.'"),
                                           ("/tmp/evil.txt", "absolute"), ("C:\\evil.txt", "absolute")])
 def test_zip_slip_is_refused(tmp_path, name, reason):
@@ -87,19 +88,40 @@ def test_zip_slip_is_refused(tmp_path, name, reason):
     assert leftovers(tmp_path) == ["a.zip"]
 
 
-def test_zip_symlink_escaping_the_target_is_refused(tmp_path):
-    archive = make_zip(tmp_path / "a.zip", {}, links={"l": "../../etc/passwd"})
-    with pytest.raises(VosLabError, match="points outside"):
+@pytest.mark.parametrize("links", [{"d/l": "a.txt"}, {"l": "../../etc/passwd"},
+                                   {"x/y/l": "../..", "x/y/l/m": "../.."}])
+def test_zip_symlinks_are_refused(tmp_path, links):
+    archive = make_zip(tmp_path / "a.zip", {"d/a.txt": b"A"}, links=links)
+    with pytest.raises(VosLabError, match="a symlink \\(symlinks in zip archives are not supported"):
         safe_extract(archive, tmp_path / "out")
     assert leftovers(tmp_path) == ["a.zip"]
 
 
-def test_zip_symlink_chain_escaping_for_real_is_refused(tmp_path):
-    # Lexically "x/y/l/m" -> "../.." stays inside, but x/y/l is the root, so m would point above it.
-    archive = make_zip(tmp_path / "a.zip", {"x/y/f": b""}, links={"x/y/l": "../..", "x/y/l/m": "../.."})
+def test_zip_chained_symlinks_cannot_place_a_folder_beside_the_target(tmp_path):
+    # q -> r/.. and r -> . each stay inside lexically, but together q is the target's parent: q/X/ is X beside it
+    archive = make_zip(tmp_path / "a.zip", {"q/X/": b""}, links={"q": "r/..", "r": "."})
+    assert zipfile.ZipFile(archive).getinfo("q/X/").is_dir()
+    with pytest.raises(VosLabError, match="refusing member 'q': a symlink"):
+        safe_extract(archive, tmp_path / "out")
+    assert leftovers(tmp_path) == ["a.zip"]
+
+
+def test_tar_chained_symlinks_cannot_place_a_folder_beside_the_target(tmp_path):
+    archive = make_tar(tmp_path / "a.tar", [link("q", "r/.."), link("r", "."), folder("q/X")])
     with pytest.raises(VosLabError, match="outside"):
         safe_extract(archive, tmp_path / "out")
-    assert leftovers(tmp_path) == ["a.zip"]
+    assert leftovers(tmp_path) == ["a.tar"]
+
+
+@pytest.mark.parametrize("members, strip_top", [
+    ([link("a", "b/.."), link("b", ".")], False),  # a was safe when written; b makes it the target's parent
+    ([("D/f", b""), link("D/up", "../__MACOSX"), ("__MACOSX/x", b"")], True),  # outside once D/ is stripped
+])
+def test_tar_links_leading_outside_the_finished_tree_are_refused(tmp_path, members, strip_top):
+    archive = make_tar(tmp_path / "a.tar", members)
+    with pytest.raises(VosLabError, match="in the extracted tree it points outside the target"):
+        safe_extract(archive, tmp_path / "out", strip_top=strip_top)
+    assert leftovers(tmp_path) == ["a.tar"]
 
 
 @pytest.mark.parametrize("member, reason", [

@@ -120,6 +120,26 @@ def test_get_davis_checksum_mismatch_deletes_the_download(served, tmp_path, caps
     assert "not checked against a published value" in capsys.readouterr().out  # prints the sha256 to pin
 
 
+def test_every_catalogue_entry_has_a_checksum_or_is_marked_unpinned():
+    for key, spec in catalogue.CATALOGUE.items():
+        assert spec.sha256 or spec.md5 or spec.unpinned, key
+
+
+def test_get_davis_refuses_an_archive_without_a_pinned_checksum(served, tmp_path, capsys):
+    archive = zip_folder(make_davis(tmp_path / "src"), tmp_path / "DAVIS-test.zip")
+    served(archive, size=None, sha256=None)
+    assert get_davis(["--root", str(tmp_path / "data"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no checksum is pinned" in err and "--sha256 HEX" in err and served.requests == []
+    assert get_davis(["--root", str(tmp_path / "data"), "--sha256", "abc"]) == 2
+    assert "64 hex digits" in capsys.readouterr().err
+    assert get_davis(["2017-trainval", "2016", "--root", str(tmp_path / "data"), "--sha256", "0" * 64]) == 2
+    assert "one dataset" in capsys.readouterr().err and served.requests == []
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert get_davis(["--root", str(tmp_path / "data"), "--no-progress", "--sha256", digest]) == 0
+    assert "5 frames, 5 masks: OK" in capsys.readouterr().out
+
+
 def test_get_davis_bad_layout_installs_nothing_and_keeps_the_archive(served, tmp_path, capsys):
     served(zip_folder(make_davis(tmp_path / "src", drop="seqa/00001.png"), tmp_path / "DAVIS-test.zip"))
     assert get_davis(["--root", str(tmp_path / "data"), "--no-progress"]) == 2
@@ -227,6 +247,35 @@ def test_videos_to_frames_from_a_list_and_bad_options(tmp_path, capsys):
     assert videos_to_frames(["--list", str(tmp_path / "subset.txt"), "--out", str(out), "--max-frames", "0"]) == 2
     assert "max_frames must be positive" in capsys.readouterr().err
     assert videos_to_frames([str(tmp_path / "nothing-here"), "--out", str(out)]) == 2
+
+
+def test_videos_to_frames_list_entries_cannot_leave_the_output_folder(tmp_path, capsys):
+    lists, out = tmp_path / "lists", tmp_path / "out" / "frames"
+    (lists / "sub").mkdir(parents=True)
+    write_clip(tmp_path / "x.mp4", 2)
+    (lists / "subset.txt").write_text("sub/../../x.mp4\n")  # below --base lexically, outside it for real
+    assert videos_to_frames(["--list", str(lists / "subset.txt"), "--base", str(lists), "--out", str(out),
+                             "--fps", "0", "--workers", "1", "--no-progress"]) == 0
+    assert len(list((out / "x").glob("*.jpg"))) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lists", "out", "x.mp4"]  # nothing beside out/
+    write_clip(tmp_path / "...mp4", 2)  # its stem is '..'
+    assert videos_to_frames([str(tmp_path / "...mp4"), "--out", str(out), "--no-progress"]) == 2
+    assert "output folder '..' is not a relative path of plain names" in capsys.readouterr().err
+    (out / "cls").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "cls").mkdir()
+    write_clip(tmp_path / "cls" / "y.mp4", 2)
+    assert videos_to_frames([str(tmp_path / "cls" / "y.mp4"), "--base", str(tmp_path), "--out", str(out),
+                             "--no-progress"]) == 2
+    assert "output folder 'cls/y' leads outside" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_davis_2016_frame_lists_cannot_point_outside_the_folder(tmp_path):
+    root = make_davis(tmp_path / "d16", year=2016)
+    (tmp_path / "secret.jpg").write_bytes(b"")
+    with open(root / "ImageSets" / "480p" / "val.txt", "a") as handle:
+        handle.write("/JPEGImages/480p/seqb/00000.jpg /JPEGImages/480p/../../../secret.jpg\n")
+    with pytest.raises(VosLabError, match=r"val.txt: listed file '[^']*/secret.jpg' is not a relative path"):
+        verify_davis_layout(root)
 
 
 def test_videos_to_frames_unpacks_a_frame_archive_safely(tmp_path, capsys):

@@ -78,3 +78,14 @@ def test_bad_input_is_a_clear_error(tmp_path, problem):
             path.unlink()
         with pytest.raises(VosLabError, match="no annotation for the first frame"):
             dataset.sequence("seq")
+
+
+@pytest.mark.parametrize("year, line", [(2017, "../x"), (2017, "a/b"), (2017, ".."),
+                                        (2016, "/JPEGImages/480p/../00000.jpg /Annotations/480p/../00000.png")])
+def test_split_entries_that_are_not_plain_names_are_refused(tmp_path, year, line):
+    # a sequence name becomes JPEGImages/480p/<name>, Annotations/480p/<name> and <results>/<name>
+    lists = tmp_path / "ImageSets" / ("2017" if year == 2017 else "480p")
+    lists.mkdir(parents=True)
+    (lists / "val.txt").write_text(f"{line}\n")
+    with pytest.raises(VosLabError, match=r"val.txt: sequence '.*' is not a plain name"):
+        DavisDataset(tmp_path, year=year)

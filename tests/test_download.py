@@ -25,11 +25,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
         server = self.server
         server.requests.append(self.headers.get("Range"))
+        server.if_ranges.append(self.headers.get("If-Range"))
         if self.path != "/file.bin":
             self.send_error(404)
             return
         start, match = 0, re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match and server.ranges:
+        unchanged = self.headers.get("If-Range") in (None, *server.validators.values())
+        if match and server.ranges and unchanged:
             start = int(match.group(1))
             if start >= len(server.payload):
                 self.send_response(416)
@@ -42,11 +44,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = server.payload[start:]
-        self.send_header("Content-Length", str(len(body)))
+        for header, value in server.validators.items():
+            self.send_header(header, value)
+        if server.lengths:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         cut = server.cuts.pop(0) if server.cuts else None
         self.wfile.write(body if cut is None else body[:cut])
-        self.close_connection = cut is not None
+        self.close_connection = cut is not None or not server.lengths  # no size: the end is the close
 
     def log_message(self, *args) -> None:
         pass
@@ -55,9 +60,12 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """A server with `.url`, `.payload`, `.cuts` (bytes to send before hanging up, per request),
-    `.ranges` (honour Range headers) and `.requests` (the Range header of each request)."""
+    `.ranges` (honour Range headers), `.lengths` (send Content-Length), `.validators` (headers such as
+    ETag sent with the file; an If-Range that matches none of them gets the whole file) and `.requests`,
+    `.if_ranges` (the Range and If-Range header of each request)."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.payload, httpd.cuts, httpd.ranges, httpd.requests = PAYLOAD, [], True, []
+    httpd.lengths, httpd.validators, httpd.if_ranges = True, {}, []
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/file.bin"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -88,6 +96,44 @@ def test_cut_transfers_are_resumed_within_one_call(server, tmp_path):
     download(server.url, tmp_path / "f.bin", sha256=SHA, retries=3, progress=False)
     assert server.requests == [None, "bytes=500-", "bytes=1200-"]
     assert file_digest(tmp_path / "f.bin") == SHA
+
+
+@pytest.mark.parametrize("header, value", [("ETag", '"v1"'), ("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")])
+@pytest.mark.parametrize("changed", [False, True])
+def test_resume_sends_if_range_and_restarts_when_the_file_changed(server, tmp_path, header, value, changed):
+    server.validators, server.cuts = {header: value}, [1000]
+    with pytest.raises(VosLabError, match="interrupted at 1000 bytes"):
+        download(server.url, tmp_path / "f.bin", retries=0, progress=False)
+    assert (tmp_path / "f.bin.part.validator").read_text() == value
+    new = PAYLOAD[::-1] if changed else PAYLOAD  # a new release on the server, same size
+    if changed:
+        server.payload, server.validators = new, {header: value.replace("1", "2")}
+    download(server.url, tmp_path / "f.bin", sha256=hashlib.sha256(new).hexdigest(), retries=0, progress=False)
+    assert server.requests == [None, "bytes=1000-"] and server.if_ranges == [None, value]
+    assert (tmp_path / "f.bin").read_bytes() == new  # whole again, never old bytes spliced onto new ones
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_a_response_without_size_that_is_cut_is_resumed_not_accepted(server, tmp_path):
+    server.lengths, server.cuts = False, [1000]  # the server closes after 1000 bytes: looks like a clean end
+    download(server.url, tmp_path / "f.bin", sha256=SHA, retries=1, progress=False)
+    assert server.requests == [None, "bytes=1000-"] and (tmp_path / "f.bin").read_bytes() == PAYLOAD
+
+
+def test_a_response_without_size_needs_a_checksum(server, tmp_path):
+    server.lengths = False
+    with pytest.raises(VosLabError, match="sends no size and no checksum is known"):
+        download(server.url, tmp_path / "f.bin", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    server.cuts = [1000]
+    with pytest.raises(VosLabError, match="transfer interrupted at 1000 bytes"):
+        download(server.url, tmp_path / "f.bin", sha256=SHA, retries=0, progress=False)
+    server.payload = b"x" * 1000  # the server now really holds 1000 bytes of something else
+    with pytest.raises(VosLabError, match="download is corrupt, its sha256 is"):
+        download(server.url, tmp_path / "f.bin", sha256=SHA, progress=False)  # resume: 416, nothing more
+    assert list(tmp_path.iterdir()) == []
+    download(server.url, tmp_path / "f.bin", size=1000, progress=False)  # a known size is enough
+    assert (tmp_path / "f.bin").read_bytes() == b"x" * 1000
 
 
 def test_server_without_range_support_restarts_from_zero(server, tmp_path):

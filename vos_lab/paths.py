@@ -26,7 +26,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from vos_lab.errors import VosLabError
 
@@ -164,3 +164,32 @@ def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def _is_plain(name: str) -> bool:
+    return name not in ("", ".", "..") and not any(char in name for char in "/\\\0")
+
+
+def plain_name(name: str, what: str) -> str:
+    """`name` if it is one plain path component (not empty, '.' or '..'; no '/', '\\' or NUL), else VosLabError.
+
+    For names read from files (split lists, video lists) that become folder names.
+    """
+    if not _is_plain(name):
+        raise VosLabError(f"{what} '{name}' is not a plain name (one path component, without '/', '\\' or '..')")
+    return name
+
+
+def inside(folder: str | Path, relative: str | Path, what: str, *, resolve: bool = True) -> Path:
+    """`folder / relative` for a relative path made of plain names (see `plain_name`), else VosLabError.
+
+    With `resolve` the result must also stay inside `folder` once symlinks are resolved (for paths that
+    will be written); without it the check is lexical (for data that a user may have symlinked in).
+    """
+    parts = PurePath(relative).parts
+    if not parts or not all(_is_plain(part) for part in parts):
+        raise VosLabError(f"{what} '{relative}' is not a relative path of plain names (without '..' or a leading '/')")
+    path = Path(folder).joinpath(*parts)
+    if resolve and not path.resolve().is_relative_to(Path(folder).resolve()):
+        raise VosLabError(f"{what} '{relative}' leads outside {folder} through a symlink")
+    return path

@@ -2,10 +2,12 @@
 
 Every member is checked before anything is written: absolute paths, `..` components, links whose target
 leaves the destination, device files and FIFOs are refused, and so is an archive whose total
-uncompressed size exceeds a limit. Extraction goes to a temporary folder beside the destination, which is
-renamed into place only when everything (and an optional layout check) succeeded; a failed run removes
-its temporary folder and never touches what was there before. While writing, the real (symlink-resolved)
-path of every member is checked again (tar: the `data` extraction filter of PEP 706).
+uncompressed size exceeds a limit. Zip archives may not contain symlinks at all (datasets ship none, and
+chained links such as `q -> r/..`, `r -> .` make later members land outside the target); tar symlinks
+are checked while writing (the `data` extraction filter of PEP 706) and once more in the finished tree,
+where each must still resolve inside it. Extraction goes to a temporary folder beside the destination,
+which is renamed into place only when everything (and an optional layout check) succeeded; a failed run
+removes its temporary folder and never touches what was there before.
 """
 
 from __future__ import annotations
@@ -70,9 +72,8 @@ def _zip_members(archive: Path, handle: zipfile.ZipFile) -> list[tuple[zipfile.Z
         if info.is_dir():
             member = Member(name, 0, "dir")
         elif stat.S_ISLNK(mode):
-            target = handle.read(info).decode("utf-8", errors="replace")
-            _check_link(archive, name, target, hard=False)
-            member = Member(name, 0, "symlink", target)
+            raise VosLabError(f"{archive}: refusing member '{name}': a symlink (symlinks in zip archives are "
+                              "not supported, datasets do not need them; unpack it by hand if you trust it)")
         elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):
             raise VosLabError(f"{archive}: refusing member '{name}': special file (device, FIFO or socket)")
         else:
@@ -129,25 +130,30 @@ def list_members(archive: str | Path) -> list[Member]:
         return [member for _, member in _members(archive, handle)]
 
 
-def _inside(root: Path, path: Path, archive: Path, name: str) -> None:
-    real = os.path.realpath(path)
-    if os.path.commonpath([root, real]) != str(root):
-        raise VosLabError(f"{archive}: refusing member '{name}': it resolves outside the target")
+def _links_stay_inside(archive: Path, top: Path) -> None:
+    """Refuse a finished tree with a symlink that resolves outside `top`, the folder that becomes the target.
+
+    Each link was safe when it was written, but a later link can change where an earlier one leads
+    (`a -> b/..`, then `b -> .`), and stripping the top folder makes `../sibling` point outside.
+    """
+    root = os.path.realpath(top)
+    for folder, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and os.path.commonpath([root, os.path.realpath(path)]) != root:
+                member = os.path.relpath(path, top)
+                raise VosLabError(f"{archive}: refusing link '{member}' -> '{os.readlink(path)}': "
+                                  "in the extracted tree it points outside the target")
 
 
 def _extract_zip(archive: Path, handle: zipfile.ZipFile, pairs: list, tmp: Path) -> None:
-    root = Path(os.path.realpath(tmp))
+    """Write the files and folders of a zip (no links: cleaned names cannot leave `tmp`)."""
     for info, member in pairs:
         target = tmp / member.name
         if member.kind == "dir":
             target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        _inside(root, target.parent, archive, member.name)
-        if member.kind == "symlink":
-            os.symlink(member.target, target)
-            _inside(root, target, archive, member.name)
-            continue
         written = 0
         with handle.open(info) as source, open(target, "xb") as out:
             while chunk := source.read(_CHUNK):
@@ -199,6 +205,7 @@ def safe_extract(archive: str | Path, dest: str | Path, *, max_bytes: int | None
             entries = [e for e in tmp.iterdir() if e.name != "__MACOSX" and not e.name.startswith("._")]
             single = len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink()
             top = entries[0] if strip_top and single else tmp
+            _links_stay_inside(archive, top)
             if check is not None:
                 check(top)
             os.rename(top, dest)

@@ -2,15 +2,17 @@
 
 Catalogue sources: the URLs are the official ones on davischallenge.org (davis2016/code.html,
 davis2017/code.html). DAVIS does not publish checksums. The DAVIS-2017 trainval size and sha256 are the
-values recorded independently by several public projects that downloaded the official archive; the
-DAVIS-2016 md5 is the one in the get_davis.sh script of the original DAVIS-2016 code release. For
-test-dev nothing was found: only the layout is checked, and the computed sha256 is printed so that a user
-can pin it.
+values recorded independently by several public projects that downloaded the official archive (e.g.
+tensorflow_datasets, video/davis/checksums.tsv); the DAVIS-2016 md5 is the one in the get_davis.sh script
+of the original DAVIS-2016 code release. For test-dev no published or independently recorded checksum
+was found, so it is marked `unpinned` and `prepare_davis` refuses it unless the caller passes a sha256
+or explicitly turns verification off.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from vos_lab.data.archive import safe_extract
 from vos_lab.data.davis import DavisDataset, detect_year
 from vos_lab.data.download import download
 from vos_lab.errors import VosLabError
-from vos_lab.paths import DOWNLOADS_DIR, ENV_VAR, writable_dir
+from vos_lab.paths import DOWNLOADS_DIR, ENV_VAR, inside, writable_dir
 
 RESOLUTION = "480p"
 
@@ -36,6 +38,7 @@ class RemoteArchive:
     size: int | None = None
     sha256: str | None = None
     md5: str | None = None
+    unpinned: str = ""  # why no checksum is pinned (then installing needs an explicit sha256 or no check)
     max_bytes: int = 8 * 2**30  # refuse to extract more than this
 
     @property
@@ -69,6 +72,7 @@ CATALOGUE: dict[str, RemoteArchive] = {
         target="davis2017-test-dev",
         approx_size="a few hundred MB (size not published)",
         description="DAVIS-2017 test-dev 480p: 30 sequences, first-frame masks only",
+        unpinned="none is published, none found in tensorflow_datasets or public download scripts",
         max_bytes=4 * 2**30,
     ),
 }
@@ -128,9 +132,10 @@ def _check_sequence(root: Path, name: str, first_mask_only: bool, report: Layout
 
 
 def _check_frame_list(root: Path, split_file: Path, report: LayoutReport) -> None:
-    """DAVIS-2016 split files list frame/mask pairs: every listed file must exist."""
-    missing = [path for line in split_file.read_text().split()
-               if not (root / (path := line.lstrip("/"))).is_file()]
+    """DAVIS-2016 split files list frame/mask pairs: every listed file must exist (and be inside `root`)."""
+    listed = [line.lstrip("/") for line in split_file.read_text().split()]
+    missing = [path for path in listed
+               if not inside(root, path, f"{split_file}: listed file", resolve=False).is_file()]
     if missing:
         report.problems.append(f"{split_file.name}: {len(missing)} listed files are missing, "
                                f"first {missing[0]}")
@@ -164,19 +169,24 @@ def verify_davis_layout(root: str | Path) -> LayoutReport:
 
 
 def prepare_davis(root: str | Path | None = None, which: str | RemoteArchive = "2017-trainval", *,
-                  keep_archive: bool = False, verify_checksum: bool = True, progress: bool = True,
-                  log: Callable[[str], None] = print) -> LayoutReport:
+                  keep_archive: bool = False, verify_checksum: bool = True, sha256: str | None = None,
+                  progress: bool = True, log: Callable[[str], None] = print) -> LayoutReport:
     """Download, verify, extract and check one DAVIS archive into `<root>/<target>` (e.g. davis2017/).
 
     `root` defaults to $VOS_LAB_DATA. A target that is already complete is skipped; one that exists but
     is incomplete is reported and left untouched. The archive is kept in `<root>/downloads/` until the
     extracted tree passed `verify_davis_layout`, so a failed run can be repeated without downloading again.
-    `verify_checksum=False` skips the size and checksum check (for an archive the publisher re-released);
-    the layout is still checked.
+    `sha256` replaces the catalogue's size and checksum (for an entry without a pinned one, or an archive
+    the publisher re-released); `verify_checksum=False` skips the check, only the layout is checked. An
+    entry without a pinned checksum is refused unless one of the two is given.
     """
     spec = CATALOGUE.get(which) if isinstance(which, str) else which
     if spec is None:
         raise VosLabError(f"unknown DAVIS archive '{which}' (choose {', '.join(CATALOGUE)})")
+    if sha256 is not None and (not verify_checksum or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256)):
+        raise VosLabError(f"--sha256 must be 64 hex digits and cannot go with --no-checksum, got '{sha256}'")
+    pinned = (None, sha256, None) if sha256 else (spec.size, spec.sha256, spec.md5)
+    known = pinned if verify_checksum else (None, None, None)
     value = root if root not in (None, "") else os.environ.get(ENV_VAR)
     if not value:
         raise VosLabError(f"no data root: pass a folder or set {ENV_VAR}")
@@ -189,13 +199,15 @@ def prepare_davis(root: str | Path | None = None, which: str | RemoteArchive = "
                               "move it away to prepare it again")
         log(f"{target}: already prepared, skipped")
         return report
+    if verify_checksum and known[1] is None and known[2] is None:
+        raise VosLabError(f"{spec.filename}: no checksum is pinned for this archive ({spec.unpinned or 'unknown'});"
+                          " pass --sha256 HEX if you know it, or --no-checksum to check only its layout")
     archive = writable_dir(base / DOWNLOADS_DIR) / spec.filename
     log(f"{spec.description}\n  from {spec.url} ({spec.approx_size})\n  to {target}")
-    known = (spec.size, spec.sha256, spec.md5) if verify_checksum else (None, None, None)
     fetched = download(spec.url, archive, size=known[0], sha256=known[1], md5=known[2], progress=progress)
-    if spec.sha256 is None or not verify_checksum:
+    if not verify_checksum:
         log(f"  {archive.name}: {fetched.size} bytes, sha256 {fetched.sha256} (not checked against a "
-            "published value: pin it with RemoteArchive(sha256=...) if you redistribute)")
+            "published value: pass --sha256 with it next time to check it)")
 
     def check(folder: Path) -> None:
         found = verify_davis_layout(folder)

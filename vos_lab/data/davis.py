@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vos_lab.errors import VosLabError
-from vos_lab.paths import atomic_path
+from vos_lab.paths import atomic_path, plain_name
 
 VOID_ID = 255
 YEARS = (2016, 2017)
@@ -198,7 +198,10 @@ class DavisDataset:
             if not line:
                 continue
             # DAVIS-2016 lists frames: "/JPEGImages/480p/bear/00000.jpg /Annotations/..."; 2017 lists names.
-            name = Path(line.split()[0]).parent.name if "/" in line else line
+            # A name becomes a folder name (frames, masks, results): one plain path component only.
+            first = line.split()[0]
+            name = plain_name(Path(first).parent.name if self.year == 2016 and "/" in first else line,
+                              f"{path}: sequence")
             if name not in names:
                 names.append(name)
         return names

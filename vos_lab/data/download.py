@@ -2,6 +2,10 @@
 
 The bytes go to `<dest>.part`; an interrupted transfer is resumed with an HTTP Range request (here, up to
 `retries` times, and on the next run); only a file whose size and checksum match is renamed to `dest`.
+A resume sends `If-Range` with the ETag (or Last-Modified) of the response the part file started from,
+kept in `<dest>.part.validator`, so a file that changed on the server is fetched again from the start
+instead of being spliced onto old bytes. A response of unknown size (no Content-Length) counts as
+complete only when it ended cleanly and the checksum matches; otherwise it is resumed like a cut one.
 A mismatching download is deleted and reported. An existing `dest` that does not match is never deleted.
 """
 
@@ -23,6 +27,7 @@ from vos_lab.paths import fs_error, writable_dir
 
 CHUNK = 1 << 20
 USER_AGENT = "vos_lab-data-scripts"
+COMPLETE, ENDED, CUT = "complete", "ended", "cut"  # how a transfer finished (see _transfer)
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,32 @@ def _mismatch(path: Path, size: int | None, sha256: str | None, md5: str | None)
     return None, actual_sha
 
 
-def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
+def _open(url: str, start: int, timeout: float, if_range: str | None) -> http.client.HTTPResponse:
     headers = {"User-Agent": USER_AGENT}
     if start:
         headers["Range"] = f"bytes={start}-"
+        if if_range:
+            headers["If-Range"] = if_range
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _validator(response: http.client.HTTPResponse) -> str | None:
+    """What If-Range can compare: a strong ETag, else Last-Modified; None when the server sent neither."""
+    etag = response.headers.get("ETag")
+    return etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+
+
+def _keep_validator(stamp: Path, value: str | None) -> None:
+    """Store (atomically) or forget the validator of the response a part file starts from."""
+    try:
+        if value is None:
+            stamp.unlink(missing_ok=True)
+            return
+        tmp = stamp.with_name(stamp.name + ".tmp")
+        tmp.write_text(value)
+        tmp.replace(stamp)
+    except OSError as error:
+        raise fs_error(stamp, error) from None
 
 
 def _total_size(response: http.client.HTTPResponse, start: int) -> int | None:
@@ -83,25 +109,34 @@ def _check_space(folder: Path, needed: int) -> None:
         )
 
 
-def _transfer(url: str, part: Path, timeout: float, progress: bool) -> bool:
-    """Append the rest of `url` to `part`; True when the whole file arrived, False when cut short."""
+def _transfer(url: str, part: Path, stamp: Path, *, size: int | None, checksum: bool, timeout: float,
+              progress: bool) -> str:
+    """Append the rest of `url` to `part`. Returns COMPLETE (every byte of a known size arrived, or the
+    server has nothing left to send), ENDED (a response of unknown size ended cleanly: complete only if
+    the checksum matches) or CUT (the connection broke or ended early)."""
     start = part.stat().st_size if part.exists() else 0
     try:
-        response = _open(url, start, timeout)
+        response = _open(url, start, timeout, stamp.read_text() if start and stamp.is_file() else None)
     except urllib.error.HTTPError as error:
         if error.code == 416 and start:  # nothing left to send: the part file is already complete
-            return True
+            return COMPLETE
         raise VosLabError(f"{url}: HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise VosLabError(f"{url}: cannot connect ({reason})") from None
     with response:
         if start and response.status != 206:
-            start = 0  # the server ignored the Range header: start over
+            start = 0  # the server ignored the Range header, or the file changed (If-Range): start over
         total = _total_size(response, start)
+        total = size if total is None else total
+        if total is None and not checksum:
+            raise VosLabError(f"{url}: the server sends no size and no checksum is known, so a cut transfer "
+                              "cannot be told from a complete one; pass a sha256 to download it")
         if total is not None:
             _check_space(part.parent, total - start)
-        received = start
+        if not start:
+            _keep_validator(stamp, _validator(response))
+        received, ended = start, False
         bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                    desc=part.name.removesuffix(".part"), disable=not progress, leave=False)
         try:
@@ -112,6 +147,7 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> bool:
                     except (TimeoutError, http.client.IncompleteRead, ConnectionError):
                         break
                     if not chunk:
+                        ended = True
                         break
                     out.write(chunk)
                     received += len(chunk)
@@ -120,7 +156,9 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> bool:
             raise fs_error(part, error) from None
         finally:
             bar.close()
-    return total is None or received >= total
+    if total is not None:
+        return COMPLETE if received >= total else CUT
+    return ENDED if ended else CUT
 
 
 def download(url: str, dest: str | Path, *, size: int | None = None, sha256: str | None = None,
@@ -128,10 +166,10 @@ def download(url: str, dest: str | Path, *, size: int | None = None, sha256: str
              progress: bool = True) -> Downloaded:
     """Fetch `url` to `dest`, resuming `<dest>.part`, and verify it; skip when `dest` already matches.
 
-    `size`, `sha256` and `md5` are checked when given (None = unknown). The returned sha256 lets a caller
-    pin a checksum that was not published. Raises VosLabError on a mismatch (the download is deleted), on
-    network errors after `retries` resumed attempts (the part file is kept for the next run), on a full
-    disk or an unwritable folder.
+    `size`, `sha256` and `md5` are checked when given (None = unknown); a server that sends no size needs
+    one of them. The returned sha256 lets a caller pin a checksum that was not published. Raises
+    VosLabError on a mismatch (the download is deleted), on network errors after `retries` resumed
+    attempts (the part file is kept for the next run), on a full disk or an unwritable folder.
     """
     dest = Path(dest).expanduser()
     part = dest.with_name(dest.name + ".part")
@@ -141,13 +179,19 @@ def download(url: str, dest: str | Path, *, size: int | None = None, sha256: str
             raise VosLabError(f"{dest}: already exists but its {problem}; move it away to download again")
         return Downloaded(dest, dest.stat().st_size, digest, fetched=False)
     writable_dir(dest.parent)
+    stamp = part.with_name(part.name + ".validator")
     for _attempt in range(retries + 1):
-        if _transfer(url, part, timeout, progress):
+        state = _transfer(url, part, stamp, size=size, checksum=sha256 is not None or md5 is not None,
+                          timeout=timeout, progress=progress)
+        if state == CUT:
+            continue
+        problem, digest = _mismatch(part, size, sha256, md5)
+        if state == COMPLETE or problem is None:  # an ENDED transfer that does not match may be cut: resume
             break
     else:
         have = part.stat().st_size if part.exists() else 0
         raise VosLabError(f"{url}: transfer interrupted at {have} bytes; run again to resume from {part}")
-    problem, digest = _mismatch(part, size, sha256, md5)
+    stamp.unlink(missing_ok=True)
     if problem:
         part.unlink()
         raise VosLabError(f"{url}: download is corrupt, its {problem}; deleted {part}")

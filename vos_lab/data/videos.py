@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from vos_lab.errors import VosLabError
-from vos_lab.paths import fs_error, writable_dir
+from vos_lab.paths import fs_error, inside, writable_dir
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 META_FILE = "frames.json"
@@ -179,9 +179,14 @@ class ExtractReport:
 
 
 def _output_name(video: Path, base: Path | None) -> Path:
-    """Relative output folder: the path below `base` without suffix (keeps class folders apart)."""
-    if base is not None and video.is_relative_to(base):
-        return video.relative_to(base).with_suffix("")
+    """Relative output folder: the path below `base` without suffix (keeps class folders apart), else the stem.
+
+    `..` in a listed path is normalised first, so `sub/../../x.mp4` is not below `base` and is named `x`.
+    """
+    if base is not None:
+        video, base = Path(os.path.abspath(video)), Path(os.path.abspath(base))
+        if video.is_relative_to(base):
+            return video.relative_to(base).with_suffix("")
     return Path(video.stem)
 
 
@@ -199,8 +204,9 @@ def extract_folder(videos: Sequence[str | Path], out_root: str | Path, *, fps: f
                    max_frames: int | None = None, quality: int = 90, progress: bool = True) -> ExtractReport:
     """Turn many videos into frame folders `out_root/<name>/` in parallel processes, with a progress bar.
 
-    `<name>` is the video's path below `base` without suffix (its stem when `base` is None). Videos
-    already prepared are skipped; ones that fail to decode are listed in the report, not raised.
+    `<name>` is the video's path below `base` without suffix (its stem when `base` is None); a name that
+    would leave `out_root` (e.g. the stem '..' of '...mp4', or a symlinked subfolder) raises VosLabError
+    before any work. Videos already prepared are skipped; ones that fail to decode are listed, not raised.
     """
     for label, value in (("fps", fps), ("short_side", short_side), ("max_frames", max_frames)):
         if value is not None and value <= 0:
@@ -209,7 +215,8 @@ def extract_folder(videos: Sequence[str | Path], out_root: str | Path, *, fps: f
         raise VosLabError(f"JPEG quality must be within 1..100, got {quality}")
     out_root = writable_dir(out_root)
     base = Path(base).expanduser() if base is not None else None
-    jobs = {Path(v).expanduser(): out_root / _output_name(Path(v).expanduser(), base) for v in videos}
+    jobs = {Path(v).expanduser(): inside(out_root, _output_name(Path(v).expanduser(), base), f"{v}: output folder")
+            for v in videos}
     if len(set(jobs.values())) < len(jobs):
         raise VosLabError("two videos map to the same output folder; "
                           "pass base= (--base) to keep their subfolders apart")
