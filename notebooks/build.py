@@ -1,64 +1,43 @@
 """Build the chapter notebooks from their sources: `python notebooks/build.py` (all) or `... src/01_*.py`.
 
-A source `notebooks/src/NN_name.py` is a Python file in the "percent" format: cells start with a line
-`# %%` (code) or `# %% [markdown]` (markdown, every line prefixed by "# "); `# %% tags=["parameters"]`
-adds tags, `# %% collapsed` hides a cell's input (solutions), and `# %matplotlib ...` becomes the
-magic. The notebook `notebooks/NN_name.ipynb` is written without outputs or execution counts, ready to
-commit.
+A source `notebooks/src/NN_name.py` is in jupytext's "percent" format: cells start with `# %%` (code) or
+`# %% [markdown]`, cell metadata follows as JSON values (`tags=["parameters"]`; `jupyter={"source_hidden":
+true}` hides a cell's input) and `# %matplotlib inline` is the magic. jupytext reads it; the notebook
+`notebooks/NN_name.ipynb` keeps only the cells, their tags and `jupyter` metadata and stable ids, without
+outputs, ready to commit (tests/test_notebook_build.py checks the committed ones are built from their sources).
 """
 
 from __future__ import annotations
 
-import json
-import re
+import os
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-HEADER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?P<collapsed> collapsed)?(?: tags=(?P<tags>\[.*\]))?\s*$")
+CELL_METADATA = ("tags", "jupyter")  # what a source says about a cell; the rest is jupytext's bookkeeping
 
 
-def parse(text: str) -> list:
-    cells, current = [], None
-    for line in text.splitlines():
-        match = HEADER.match(line)
-        if match:
-            tags = json.loads(match["tags"]) if match["tags"] else []
-            current = {"markdown": bool(match["markdown"]), "lines": [], "tags": tags,
-                       "collapsed": bool(match["collapsed"])}
-            cells.append(current)
-        elif current is not None:
-            current["lines"].append(line)
-    notebook_cells = []
-    for cell in cells:
-        lines = cell["lines"]
-        while lines and not lines[-1].strip():
-            lines.pop()
-        if cell["markdown"]:
-            source = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines)
-            node = nbformat.v4.new_markdown_cell(source)
-        else:
-            lines = [line[2:] if line.startswith("# %matplotlib") else line for line in lines]  # magics
-            node = nbformat.v4.new_code_cell("\n".join(lines))
-        if cell["tags"]:
-            node.metadata["tags"] = cell["tags"]
-        if cell["collapsed"]:
-            node.metadata["jupyter"] = {"source_hidden": True}
-        notebook_cells.append(node)
-    return notebook_cells
-
-
-def build(source: Path) -> Path:
-    notebook = nbformat.v4.new_notebook(cells=parse(source.read_text()))
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.metadata["language_info"] = {"name": "python"}
-    for index, cell in enumerate(notebook.cells):
+def notebook(source: Path) -> nbformat.NotebookNode:
+    """The notebook of a percent-format source, as committed."""
+    built = jupytext.read(source, fmt="py:percent")
+    built.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                      "language_info": {"name": "python"}}
+    for index, cell in enumerate(built.cells):
+        cell.metadata = {key: value for key, value in cell.metadata.items() if key in CELL_METADATA}
         cell.id = f"{source.stem[:2]}-{index:03d}"  # stable ids: rebuilding gives the same file
-    nbformat.validate(notebook)
-    target = HERE / f"{source.stem}.ipynb"
-    nbformat.write(notebook, target)
+    nbformat.validate(built)
+    return built
+
+
+def build(source: Path, folder: Path = HERE) -> Path:
+    """Write the notebook of `source` into `folder` (atomically) and return its path."""
+    target = folder / f"{Path(source).stem}.ipynb"
+    tmp = target.with_name(f".{target.name}.tmp")
+    nbformat.write(notebook(Path(source)), tmp)
+    os.replace(tmp, target)
     return target
 
 

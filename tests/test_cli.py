@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import write_davis2017
 
-from vos_lab.cli import main
+from vos_lab.cli import COMMANDS, main
 from vos_lab.data.davis import save_palette_png
 
 
@@ -95,7 +95,26 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     _expect_error(run_cli("evaluate", "--davis", tmp_path / "nowhere", "--results", tmp_path), "not found")
 
 
-def test_every_command_has_help():
-    for command in ("synthetic", "propagate", "evaluate", "bench"):
-        result = run_cli(command, "--help")
-        assert result.returncode == 0 and "usage:" in result.stdout
+# Each command's distinctive arguments, as its --help must show them.
+HELP = {
+    "synthetic": ("--sequences", "--frames", "--objects", "--seed"),
+    "propagate": ("--davis", "--out", "--features", "--memory", "--roi", "--topk", "--radius", "--device"),
+    "evaluate": ("--davis", "--results", "--json", "--split"),
+    "train": ("{colorization,corrflow,mast}", "--variant", "--steps", "--minutes", "--option", "--val", "--eval-every"),
+    "lectures": ("--profile", "--chapters", "--param", "--no-progress"),
+    "demo": ("--out", "--sequences", "--frames"),
+    "bench": ("{propagation,sampler,attention}", "--heights", "--references", "--features", "--davis"),
+}
+
+
+def test_every_command_has_help_with_its_options(capsys):
+    assert set(COMMANDS) == set(HELP), "a new command needs its line in HELP"
+    listing = run_cli("--help")
+    assert listing.returncode == 0 and all(f"    {command}" in listing.stdout for command in HELP), listing.stdout
+    for command, arguments in HELP.items():
+        with pytest.raises(SystemExit) as exit_status:
+            main([command, "--help"])
+        assert exit_status.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: python -m vos_lab {command} ")
+        assert not [a for a in arguments if a not in text], (command, text)

@@ -73,7 +73,9 @@ def test_train_command_with_options(tmp_path, capsys):
     out = tmp_path / "corrflow.pt"
     assert main(["train", "corrflow", "--profile", "smoke", "--steps", "2", "--out", str(out),
                  "--option", "radius=3", "--option", "sampling=False"]) == 0
-    config = load_checkpoint(out)["config"]
+    state = load_checkpoint(out)
+    config = state["config"]
+    assert state["step"] == 2 and len(state["history"]) == 2
     assert config["method"] == "corrflow" and config["radius"] == 3 and config["sampling"] is False
     assert build_method(config).ground_truth_probability(10) == 1.0
     assert load_encoder(out).space == "rgb"

@@ -1,6 +1,7 @@
 """A non-editable install (`pip install .`) finds its chapters and solutions and renders a lecture."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """The package installed (not linked) into a fresh folder, as `pip install .` would."""
+    """The package installed (not linked) into a fresh folder, as `pip install .` would, from a copy of the
+    sources (so no build/ folder left in the repository can leak stale files into it)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source)
+    for name in ("vos_lab", "notebooks"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
     target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(REPO)], check=True, cwd=build)
+                    "--target", str(target), str(source)], check=True, cwd=source)
     return target
 
 

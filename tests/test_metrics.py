@@ -13,7 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
+from segmetric import metrics as ref_metrics
+from segmetric import utils as ref_utils
 
 from vos_lab.errors import VosLabError
 from vos_lab.metrics import (
@@ -25,9 +28,6 @@ from vos_lab.metrics import (
     summarize,
     write_toolkit_csvs,
 )
-
-ref_metrics = pytest.importorskip("segmetric.metrics")
-ref_utils = pytest.importorskip("segmetric.utils")
 
 # The reference divides by zero and overflows uint8 on purpose; vos_lab itself must stay silent.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:segmetric")
@@ -303,7 +303,6 @@ def test_summarize_matches_toolkit_tables():
 
 
 def test_csvs_are_byte_identical_to_pandas(tmp_path):
-    pd = pytest.importorskip("pandas")
     global_row = {"J&F-Mean": 0.81234, "J-Mean": 0.7995, "J-Recall": 1.0, "J-Decay": -0.00004,
                   "F-Mean": 0.8251, "F-Recall": 0.9, "F-Decay": float("nan")}  # fmt: skip
     per_object = [

@@ -13,7 +13,7 @@ from vos_lab.colour import fit_ab_centres, quantise_ab
 from vos_lab.data.clips import ClipSampler, Video, synthetic_videos
 from vos_lab.errors import VosLabError
 from vos_lab.methods.colourisation import ColourisationMethod, channel_dropout
-from vos_lab.training.checkpoints import load_checkpoint, load_encoder
+from vos_lab.training.checkpoints import load_checkpoint, load_encoder, load_method
 from vos_lab.training.loop import TrainConfig, load_or_train, train
 from vos_lab.training.schedule import learning_rate
 
@@ -229,12 +229,18 @@ def test_checkpoint_of_another_config_is_refused(videos, tmp_path):
     assert again.step == 2
 
 
-def test_trained_encoder_propagates(videos, tmp_path):
+def test_checkpoint_holds_the_trained_weights(videos, tmp_path):
     out = tmp_path / "c.pt"
     method = ColourisationMethod(variant="bottleneck", **SMALL)
-    train(method, ClipSampler(videos, 2, (1,), crop=64), out, TrainConfig(2, 2), progress=False)
-    encoder = load_encoder(out)
-    features = encoder.encode(videos[0].frames[0])
+    initial = {name: weight.clone() for name, weight in method.named_parameters()}
+    result = train(method, ClipSampler(videos, 2, (1,), crop=64), out, TrainConfig(2, 2), progress=False)
+    trained = dict(result.method.named_parameters())
+    for name, weight in load_method(out).named_parameters():
+        assert torch.equal(weight, trained[name]) and not torch.equal(weight, initial[name]), name
+    frame = videos[0].frames[0]
+    with torch.no_grad():
+        features = load_encoder(out).encode(frame)
+        assert torch.equal(features, result.method.frame_encoder().encode(frame))
     assert features.shape == (1, 16, 12, 16)
     assert torch.allclose(features.norm(dim=1), torch.ones(1, 12, 16), atol=1e-4)
 

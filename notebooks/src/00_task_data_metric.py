@@ -140,7 +140,7 @@ def ids_from_2017(raw):
 
 exercises.check_ids_from_2017(ids_from_2017)
 
-# %% [markdown] collapsed
+# %% [markdown] jupyter={"source_hidden": true}
 # **Solution** (run `exercises.show_solution(0, "ids_from_2017")`, or open `notebooks/solutions/ch00.py`).
 
 # %% [markdown]

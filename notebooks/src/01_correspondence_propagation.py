@@ -156,7 +156,7 @@ def topk_weights(scores, k, tau):
 
 exercises.check_topk_weights(topk_weights)
 
-# %% [markdown] collapsed
+# %% [markdown] jupyter={"source_hidden": true}
 # **Solution**: `exercises.show_solution(1, "topk_weights")`, or `notebooks/solutions/ch01.py`.
 
 # %% [markdown]
