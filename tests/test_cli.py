@@ -100,8 +100,9 @@ HELP = {
     "synthetic": ("--sequences", "--frames", "--objects", "--seed"),
     "propagate": ("--davis", "--out", "--features", "--memory", "--roi", "--topk", "--radius", "--device"),
     "evaluate": ("--davis", "--results", "--json", "--split"),
-    "train": ("{colorization,corrflow,mast}", "--variant", "--steps", "--minutes", "--option", "--val", "--eval-every"),
-    "lectures": ("--profile", "--chapters", "--param", "--no-progress"),
+    "train": ("colourisation, corrflow, mast", "colorization", "--variant", "--steps", "--minutes", "--option", "--val",
+              "--eval-every"),
+    "lectures": ("--profile", "--chapters", "--param", "--no-progress", "--notebooks"),
     "demo": ("--out", "--sequences", "--frames"),
     "bench": ("{propagation,sampler,attention}", "--heights", "--references", "--features", "--davis"),
 }
