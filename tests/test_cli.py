@@ -1,11 +1,14 @@
 """The command line: end-to-end on a tiny folder, and one-line errors (exit 2, no traceback) on bad input."""
 
+import errno
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 from helpers import write_davis2017
 
 from vos_lab.cli import COMMANDS, main
@@ -89,6 +92,62 @@ def test_results_with_unexpected_ids(tiny, tmp_path, capsys):
     assert main(["propagate", "--davis", str(tiny), "--out", str(out)]) == 0
     save_palette_png(out / "seq" / "00002.png", np.full((48, 64), 7, np.uint8))
     _expect_error(run_main(capsys, "evaluate", "--davis", tiny, "--results", out), "7")
+
+
+class RunsCode:
+    """An object whose unpickling runs a shell command (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class Custom:
+    """Any class of ours: harmless, but loading it needs the unpickler to import and build it."""
+
+
+@pytest.mark.parametrize("payload", ["runs code", "custom object"])
+def test_checkpoint_with_python_objects_is_refused_unrun(tiny, tmp_path, capsys, payload):
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "vos_lab-checkpoint-1", "config": {"method": "mast"},
+                "x": RunsCode(marker) if payload == "runs code" else Custom()}, evil)
+    _expect_error(run_main(capsys, "propagate", "--davis", tiny, "--out", tmp_path / "o", "--features", evil),
+                  "refused, it holds Python objects other than tensors and plain values")
+    assert not marker.exists(), "loading a checkpoint ran its code"
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_paths_are_checked_before_the_work(tiny, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    results = tmp_path / "results"
+    _expect_error(run_main(capsys, "propagate", "--davis", tiny, "--out", afile / "res"),
+                  f"{afile}: is a file, so {afile / 'res'} cannot be written")
+    _expect_error(run_main(capsys, "propagate", "--davis", tiny, "--out", afile),
+                  f"{afile}: is a file; expected a folder")
+    assert main(["propagate", "--davis", str(tiny), "--out", str(results)]) == 0
+    _expect_error(run_main(capsys, "evaluate", "--davis", tiny, "--results", results, "--json", afile / "s.json"),
+                  "is a file")
+    _expect_error(run_main(capsys, "evaluate", "--davis", tiny, "--results", results, "--json", results),
+                  f"{results}: is a folder; expected a file")
+    assert not (results / "global_results-val.csv").exists(), "refused before scoring"
+    assert run_main(capsys, "evaluate", "--davis", tiny, "--results", results, "--json", tmp_path / "new/s.json"
+                    ).returncode == 0
+    assert "J&F-Mean" in json.loads((tmp_path / "new/s.json").read_text())["global"]  # its folder is created
+    for out, text in ((afile / "model.pt", "is a file, so"), (results, "is a folder; expected a file")):
+        _expect_error(run_main(capsys, "train", "mast", "--profile", "smoke", "--steps", "1", "--out", out), text)
+    assert not list(tmp_path.glob("**/*.pt"))
+
+
+def test_write_failure_is_one_error_line(tiny, tmp_path, capsys, monkeypatch):
+    def disk_full(path, mask):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr("vos_lab.evaluation.save_palette_png", disk_full)
+    _expect_error(run_main(capsys, "propagate", "--davis", tiny, "--out", tmp_path / "o"), "disk full")
 
 
 def test_subprocess_error_has_no_traceback(tmp_path):

@@ -43,6 +43,15 @@ def test_params_are_yaml_typed():
         parse_params(["oops"])
 
 
+def test_param_that_is_not_yaml_is_one_error_line(tmp_path: Path, capsys):
+    from vos_lab.cli import main
+
+    assert main(["lectures", "--param", "DATA_ROOT=[unclosed", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --param 'DATA_ROOT=[unclosed': the value is not valid YAML (")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_render_ok_and_failure_with_table_and_exit_status(tmp_path: Path, capsys):
     good = Chapter(0, _notebook(tmp_path / "00_good.ipynb", "assert PROFILE == 'smoke' and X == 2\nprint('fine')"))

@@ -13,6 +13,9 @@ from vos_lab.colour import fit_ab_centres, quantise_ab
 from vos_lab.data.clips import ClipSampler, Video, synthetic_videos
 from vos_lab.errors import VosLabError
 from vos_lab.methods.colourisation import ColourisationMethod, channel_dropout
+from vos_lab.methods.corrflow import CorrFlowMethod
+from vos_lab.methods.registry import METHODS
+from vos_lab.profiles import get_profile
 from vos_lab.training.checkpoints import load_checkpoint, load_encoder, load_method
 from vos_lab.training.loop import TrainConfig, load_or_train, train
 from vos_lab.training.schedule import learning_rate
@@ -182,7 +185,7 @@ def test_cosine_schedule_decays_to_zero_and_the_loop_follows_it(videos, tmp_path
         patch.setattr(torch.optim.Adam, "step", record)
         train(method, sampler, tmp_path / "c.pt", TrainConfig(steps=10, batch_size=2), progress=False)
     assert seen == pytest.approx(rates[:10])
-    with pytest.raises(VosLabError, match="unknown learning-rate schedule 'step'"):
+    with pytest.raises(VosLabError, match="lr_schedule='step': expected one of constant, cosine"):
         ColourisationMethod(lr_schedule="step", **SMALL)
 
 
@@ -288,3 +291,55 @@ def test_train_cli_accepts_the_american_spelling(tmp_path, capsys):
                  "--out", str(out)]) == 0
     config = load_checkpoint(out)["config"]
     assert config["method"] == "colourisation" and config["variant"] == "bottleneck"
+
+
+@pytest.mark.parametrize(("method", "option", "accepts"), [
+    ("corrflow", "radius=abc", "radius='abc': expected an integer >= 0"),
+    ("mast", "radius=1.5", "radius=1.5: expected an integer >= 0"),
+    ("mast", "lr=abc", "lr='abc': expected a number > 0"),
+    ("corrflow", "lr=-1", "lr=-1: expected a number > 0"),
+    ("corrflow", "sampling=maybe", "sampling='maybe': expected True or False"),
+    ("corrflow", "dropout=1.5", "dropout=1.5: expected a number >= 0 and <= 1"),
+    ("colourisation", "multipliers=(1,)", "multipliers=(1,): expected a tuple of 2 to 4 integers >= 1"),
+])
+def test_train_option_values_are_checked_before_anything_is_written(tmp_path, capsys, method, option, accepts):
+    from vos_lab.cli import main
+
+    out = tmp_path / "run" / "m.pt"
+    code = main(["train", method, "--profile", "smoke", "--steps", "1", "--option", option, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().splitlines()[-1].startswith(f"error: {method} option {accepts} ("), err
+    assert "Traceback" not in err and not list(tmp_path.iterdir()), "nothing written"
+
+
+WRONG_TYPE = {bool: "maybe", int: 1.5, float: "abc", str: 3, tuple: "x"}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_option_of_every_method_refuses_another_type(name):
+    for key, default in METHODS[name].defaults.items():
+        with pytest.raises(VosLabError, match=f"^{name} option {key}=.*: expected "):
+            METHODS[name](**{**SMALL, key: WRONG_TYPE[type(default)]})
+
+
+def test_options_accept_their_spellings():
+    config = CorrFlowMethod(**{**SMALL, "multipliers": [1, 2, 2]}, sampling="false", lr=1, radius=0).config
+    assert (config["sampling"], config["lr"], config["multipliers"], config["radius"]) == (False, 1.0, (1, 2, 2), 0)
+    assert type(config["lr"]) is float
+    assert CorrFlowMethod(**SMALL, sampling=True, cycle_weight=0).config["sampling"] is True
+
+
+def test_profile_overrides_are_checked():
+    assert get_profile("cpu", train_minutes=5, eval_sequences=None, lr_schedule="constant").train_minutes == 5.0
+    for field, value, accepts in [("crop_jitter", "abc", "an integer >= 0"), ("train_steps", -1, "an integer >= 0"),
+                                  ("lr_schedule", "step", "one of constant, cosine"),
+                                  ("cosine_pointer", "x", "True or False"), ("crop_size", None, "an integer >= 0")]:
+        with pytest.raises(VosLabError, match=f"^profile field {field}=.*: expected {accepts} \\(see vos_lab"):
+            get_profile("cpu", **{field: value})
+
+
+def test_train_variant_is_given_one_way(tmp_path, capsys):
+    from vos_lab.cli import main
+
+    assert main(["train", "colourisation", "--option", "variant=rgb", "--out", str(tmp_path / "m.pt")]) == 2
+    assert capsys.readouterr().err == "error: --option variant: give the variant with --variant\n"

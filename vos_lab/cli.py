@@ -1,17 +1,20 @@
 """Command line: `python -m vos_lab <command> --help`.
 
-Input problems (paths, files, parameters) end with one line on stderr and exit status 2.
+Input problems (paths, files, parameters) and output problems (a folder that cannot be written, a full disk)
+end with one line on stderr and exit status 2. Output paths are checked before the work starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from vos_lab.errors import VosLabError
+from vos_lab.paths import atomic_path, fs_error
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -63,6 +66,21 @@ def _memory(config, args: argparse.Namespace):
     from vos_lab.propagation import MEMORY_LAYOUTS
 
     return replace(config, **MEMORY_LAYOUTS[getattr(args, "memory", "default")], roi=getattr(args, "roi", False))
+
+
+def _check_output(path: Path, folder: bool = False) -> Path:
+    """Refuse, before any work, an output that cannot be written: a folder where a file is wanted (or the
+    reverse), a file where a folder would have to be, or a folder without write permission. Creates nothing."""
+    if path.exists() and path.is_dir() != folder:
+        found, wanted = ("file", "folder") if folder else ("folder", "file")
+        raise VosLabError(f"{path}: is a {found}; expected a {wanted}")
+    start = path if folder else path.parent
+    existing = next(p for p in (start, *start.parents) if p.exists())
+    if not existing.is_dir():
+        raise VosLabError(f"{existing}: is a file, so {path} cannot be written")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VosLabError(f"{existing}: cannot write here (permission denied); choose a writable folder")
+    return path
 
 
 def _options(items: list[str]) -> dict:
@@ -162,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _synthetic(args: argparse.Namespace) -> int:
     from vos_lab.data.synthetic import write_synthetic_davis
 
-    names = write_synthetic_davis(args.out, sequences=args.sequences, frames=args.frames, height=args.height,
-                                  width=args.width, seed=args.seed, objects=args.objects)
+    names = write_synthetic_davis(_check_output(args.out, folder=True), sequences=args.sequences,
+                                  frames=args.frames, height=args.height, width=args.width, seed=args.seed,
+                                  objects=args.objects)
     print(f"wrote {len(names)} sequences x {args.frames} frames to {args.out}")
     return 0
 
@@ -176,6 +195,7 @@ def _propagate(args: argparse.Namespace) -> int:
     from vos_lab.features import build_encoder
 
     config = _config(args)
+    _check_output(args.out, folder=True)
     dataset = DavisDataset(args.davis, args.year, args.split)
     encoder = build_encoder(args.features, pick_device(args.device))
     run = propagate_dataset(encoder, dataset, args.out, config, _names(args.sequences))
@@ -198,6 +218,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from vos_lab.evaluation import score_results
     from vos_lab.metrics import write_toolkit_csvs
 
+    if args.json:
+        _check_output(args.json)
     dataset = DavisDataset(args.davis, args.year, args.split)
     scores = score_results(dataset, args.results, _names(args.sequences))
     paths = write_toolkit_csvs(args.results, args.split, scores.global_row, scores.per_object_rows)
@@ -205,16 +227,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     print("wrote " + ", ".join(str(p) for p in paths))
     if args.json:
         payload = {"global": scores.global_row, "objects": scores.per_object_rows}
-        args.json.write_text(json.dumps(payload, indent=2))
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(payload, indent=2))
     return 0
 
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
-    from vos_lab.methods.registry import method_name
+    from vos_lab.methods.registry import METHODS, method_name
     from vos_lab.profiles import get_profile
     from vos_lab.training.run import train_from_profile
 
+    method = method_name(args.method)
+    options = _options(args.option)
+    if method == "colourisation":
+        if "variant" in options:
+            raise VosLabError("--option variant: give the variant with --variant")
+        options["variant"] = args.variant
+    options = METHODS[method].check_options(options)  # before any work: an error, not a crash mid-run
+    _check_output(args.out)
     evaluate = None
     if args.val is not None:
         from vos_lab.data.davis import DavisDataset
@@ -222,11 +253,9 @@ def _train(args: argparse.Namespace) -> int:
 
         dataset = DavisDataset(args.val, split=args.val_split)
         evaluate = validation_jf(dataset, dataset.names[: args.val_sequences], args.val_frames)
-    method = method_name(args.method)
     result = train_from_profile(method, get_profile(args.profile), args.out, _names(args.data),
                                 steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
-                                evaluate=evaluate, eval_every=args.eval_every, **_options(args.option),
-                                **({"variant": args.variant} if method == "colourisation" else {}))
+                                evaluate=evaluate, eval_every=args.eval_every, **options)
     last = result.history[-1] if result.history else {}
     loss = last.get("loss", float("nan"))
     print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
@@ -253,7 +282,7 @@ def _demo(args: argparse.Namespace) -> int:
     from vos_lab.models.encoders import BASELINES
     from vos_lab.propagation import PropagationConfig
 
-    root = args.out / "synthetic"
+    root = _check_output(args.out, folder=True) / "synthetic"
     write_synthetic_davis(root, sequences=args.sequences, frames=args.frames)
     dataset = DavisDataset(root)
     rows = {}
@@ -285,13 +314,19 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error(message: object) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except VosLabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _error(error)
+    except OSError as error:  # the file system refused a read or a write
+        return _error(fs_error(Path(error.filename), error) if error.filename else error.strerror or error)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -2,13 +2,17 @@
 
 Results are written in the official submission layout (`<out>/<sequence>/<frame>.png`, indexed PNGs
 with the DAVIS palette), so the official toolkit can score them as well; `score_results` reads them
-back exactly as the toolkit does.
+back exactly as the toolkit does. Each sequence is written into a hidden folder beside its target and moved
+into place when complete, so a failed or interrupted run never leaves a half-written sequence.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +47,26 @@ def predict_sequence(encoder: FrameEncoder, sequence: DavisSequence,
                                first_ids, config, encoder.stride)
 
 
+def write_sequence(folder: Path, names: Iterable[str], id_maps: Iterable[np.ndarray],
+                   bar: tqdm | None = None) -> None:
+    """Write each id map as `folder/<name>.png`, all or nothing: into a temporary folder beside `folder`,
+    which then replaces it (and a previous result of the sequence). `bar` counts the frames."""
+    tmp = folder.with_name(f".{folder.name}-{secrets.token_hex(4)}.partial")  # hidden: evaluate never reads it
+    old = tmp.with_suffix(".old")
+    tmp.mkdir(parents=True)
+    try:
+        for name, ids in zip(names, id_maps, strict=True):
+            save_palette_png(tmp / f"{name}.png", ids)
+            if bar is not None:
+                bar.update(1)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def propagate_dataset(encoder: FrameEncoder, dataset: DavisDataset, out_dir: Path, config: PropagationConfig,
                       names: list[str] | None = None, progress: bool = True) -> PropagationRun:
     """Propagate the first-frame masks of each sequence and write `out_dir/<seq>/<frame>.png`."""
@@ -53,10 +77,8 @@ def propagate_dataset(encoder: FrameEncoder, dataset: DavisDataset, out_dir: Pat
               desc=f"propagate ({encoder.name})") as bar:
         for sequence in sequences:
             bar.set_postfix_str(sequence.name)
-            predictions = predict_sequence(encoder, sequence, config)
-            for name, ids in zip(sequence.frame_names, predictions, strict=True):
-                save_palette_png(Path(out_dir) / sequence.name / f"{name}.png", ids)
-                bar.update(1)
+            write_sequence(Path(out_dir) / sequence.name, sequence.frame_names,
+                           predict_sequence(encoder, sequence, config), bar)
             run.sequences.append(sequence.name)
             run.frames += len(sequence)
     run.seconds = time.perf_counter() - start

@@ -77,8 +77,23 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def check_field(field: str, value: object) -> object:
+    """`value` for the profile field `field`, of the type the profiles give it (None where one of them has
+    None), numbers >= 0, `lr_schedule` a known schedule; VosLabError naming the field otherwise."""
+    from vos_lab.methods.base import Option
+    from vos_lab.training.schedule import SCHEDULES
+
+    values = [getattr(profile, field) for profile in PROFILES.values()]
+    if value is None and None in values:
+        return None
+    example = next(v for v in values if v is not None)
+    option = Option(example, "see vos_lab.profiles.Profile", choices=SCHEDULES if field == "lr_schedule" else (),
+                    at_least=None if isinstance(example, str | bool) else 0)
+    return option.check(f"profile field {field}", value)
+
+
 def get_profile(name: str | None = None, **overrides) -> Profile:
-    """The named profile (None: $VOS_LAB_PROFILE, else "cpu"), with optional field overrides."""
+    """The named profile (None: $VOS_LAB_PROFILE, else "cpu"), with optional field overrides (checked)."""
     name = name or os.environ.get(ENV_VAR) or "cpu"
     if name not in PROFILES:
         raise VosLabError(f"unknown profile '{name}' (choose {', '.join(PROFILES)})")
@@ -86,4 +101,4 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     unknown = sorted(set(overrides) - set(profile.as_dict()))
     if unknown:
         raise VosLabError(f"unknown profile field(s): {', '.join(unknown)}")
-    return replace(profile, **overrides)
+    return replace(profile, **{field: check_field(field, value) for field, value in overrides.items()})

@@ -76,7 +76,12 @@ def parse_params(items: list[str]) -> dict:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise VosLabError(f"--param '{item}': expected NAME=VALUE")
-        params[name.strip()] = yaml.safe_load(value)
+        try:
+            params[name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise VosLabError(f"--param '{item}': the value is not valid YAML ({problem}); put a string in quotes"
+                              ) from None
     return params
 
 

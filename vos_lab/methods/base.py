@@ -2,11 +2,15 @@
 
 A method owns its networks and turns a batch of clips into a loss. Its `config` (a flat dict of plain
 values) is all that is needed to rebuild it, so a checkpoint stores the config with the weights, and a
-checkpoint of another method or config is recognised and refused.
+checkpoint of another method or config is recognised and refused. Each method declares its options as
+`Option`s (default, accepted values, help); every config is checked against them before anything is built,
+so a wrong value is one clear error instead of a crash in the middle of training.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -14,38 +18,117 @@ import torch
 from torch import nn
 
 from vos_lab.colour import normalise, rgb_to_lab_tensor, to_unit_rgb
+from vos_lab.errors import VosLabError
 from vos_lab.models.encoders import FrameEncoder
 from vos_lab.models.resnet import ResNetStride8
-from vos_lab.training.schedule import check_schedule
+from vos_lab.training.schedule import SCHEDULES
+
+Value = bool | int | float | str | tuple
+
+
+@dataclass(frozen=True)
+class Option:
+    """A method option, with what it does (`help`, shown in errors). Its type is its default's: bool
+    (True/False, or "true"/"false"), int, float (ints accepted), str, or a tuple of ints. Numbers (each one
+    of a tuple) must lie in the given bounds, strings among `choices` when given, tuples have one of
+    `lengths` when given."""
+
+    default: Value
+    help: str
+    choices: tuple[str, ...] = ()
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    lengths: tuple[int, ...] = ()
+
+    def accepts(self) -> str:
+        """What the option accepts, in words (for error messages)."""
+        kind = type(self.default)
+        if kind is bool:
+            return "True or False"
+        if kind is str:
+            return f"one of {', '.join(self.choices)}" if self.choices else "a string"
+        bounds = [f"{sign} {limit:g}" for sign, limit in ((">=", self.at_least), (">", self.above),
+                                                          ("<=", self.at_most)) if limit is not None]
+        if kind is tuple:
+            count = f"{min(self.lengths)} to {max(self.lengths)} " if self.lengths else ""
+            return f"a tuple of {count}integers {' and '.join(bounds)}".rstrip()
+        return f"{'an integer' if kind is int else 'a number'} {' and '.join(bounds)}".rstrip()
+
+    def check(self, name: str, value: object) -> Value:
+        """`value` as the option's type (a float for an int given to a float option, a tuple for a list);
+        VosLabError naming `name`, what the option accepts and what it does when it does not accept the value."""
+        converted = self._convert(value)
+        if converted is None:
+            raise VosLabError(f"{name}={value!r}: expected {self.accepts()} ({self.help})")
+        return converted
+
+    def _convert(self, value: object) -> Value | None:
+        kind = type(self.default)
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            return value if isinstance(value, bool) else None
+        if kind is str:
+            return value if isinstance(value, str) and (not self.choices or value in self.choices) else None
+        if kind is tuple:
+            if not isinstance(value, tuple | list) or not value or (self.lengths and len(value) not in self.lengths):
+                return None
+            return tuple(value) if all(self._number(v, int) for v in value) else None
+        return kind(value) if self._number(value, kind) else None
+
+    def _number(self, value: object, kind: type) -> bool:
+        allowed = int if kind is int else int | float
+        return (isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value)
+                and (self.at_least is None or value >= self.at_least) and (self.above is None or value > self.above)
+                and (self.at_most is None or value <= self.at_most))
+
+
+def _defaults(options: dict[str, Option]) -> dict[str, Value]:
+    return {key: option.default for key, option in options.items()}
 
 
 class Method(nn.Module):
-    """Base class: subclasses set `name`, `defaults`, build networks in __init__ and define `loss`."""
+    """Base class: subclasses set `name` and `options`, build networks in __init__ and define `loss`."""
 
     name: ClassVar[str] = ""
     # what every method has: the encoder's size and the optimiser's learning rate and schedule
-    # (`vos_lab.training.schedule`); subclasses add theirs with `{**Method.defaults, ...}`
-    defaults: ClassVar[dict] = {"width": 32, "multipliers": (1, 2, 4, 4), "embed_dim": 64, "lr": 1e-3,
-                                "lr_schedule": "constant"}
+    # (`vos_lab.training.schedule`); subclasses add theirs with `{**Method.options, ...}`
+    options: ClassVar[dict[str, Option]] = {
+        "width": Option(32, "the encoder's stem channels", at_least=1),
+        "multipliers": Option((1, 2, 4, 4), "each encoder stage's channels, in multiples of width", at_least=1,
+                              lengths=(2, 3, 4)),
+        "embed_dim": Option(64, "feature dimension", at_least=1),
+        "lr": Option(1e-3, "Adam's learning rate", above=0),
+        "lr_schedule": Option("constant", "learning-rate schedule", choices=SCHEDULES),
+    }
+    defaults: ClassVar[dict[str, Value]] = _defaults(options)  # each option's default, set for every subclass
     space: str = "rgb"  # colour space of the encoder's input
     clip_length: int = 2
     gaps: tuple[int, ...] = (1, 2, 3, 4)
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.defaults = _defaults(cls.options)
+
+    @classmethod
+    def check_options(cls, config: dict) -> dict:
+        """`config` with every value checked against (and converted to) its option's type; VosLabError naming
+        an unknown option or a value the option does not accept."""
+        unknown = sorted(set(config) - set(cls.options))
+        if unknown:
+            raise VosLabError(f"{cls.name}: unknown option(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(sorted(cls.options))})")
+        return {key: cls.options[key].check(f"{cls.name} option {key}", value) for key, value in config.items()}
+
     def __init__(self, **config) -> None:
         super().__init__()
-        unknown = sorted(set(config) - set(self.defaults))
-        if unknown:
-            from vos_lab.errors import VosLabError
-
-            raise VosLabError(f"{self.name}: unknown option(s) {', '.join(unknown)} "
-                              f"(known: {', '.join(sorted(self.defaults))})")
-        self.config = {"method": self.name, **self.defaults, **config}
-        check_schedule(self.config["lr_schedule"])
+        self.config = {"method": self.name, **self.defaults, **self.check_options(config)}
 
     def make_encoder(self) -> ResNetStride8:
         channels = 1 if self.space == "gray" else 3
         return ResNetStride8(channels, width=self.config["width"], embed_dim=self.config["embed_dim"],
-                             multipliers=tuple(self.config["multipliers"]))
+                             multipliers=self.config["multipliers"])
 
     def fit(self, frames: np.ndarray) -> None:
         """Data-dependent set-up before training (e.g. colour clusters); frames: uint8 (N, H, W, 3)."""

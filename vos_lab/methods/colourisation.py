@@ -22,8 +22,7 @@ import torch.nn.functional as F
 
 from vos_lab.attention import copy_values, flatten_frames, pointer_weights
 from vos_lab.colour import fit_ab_centres, quantise_ab
-from vos_lab.errors import VosLabError
-from vos_lab.methods.base import Method
+from vos_lab.methods.base import Method, Option
 
 VARIANTS = {
     # variant: (input space, references per target, channel dropout probability)
@@ -62,7 +61,7 @@ class ColourTargetMethod(Method):
     """A method whose targets are quantised colours: holds the k-means ab centres (`clusters` of them,
     16 in Vondrick et al. Sec. 3.2 and CorrFlow Sec. 3.2), fitted on training frames before training."""
 
-    defaults = {**Method.defaults, "clusters": 16}
+    options = {**Method.options, "clusters": Option(16, "colour classes (k-means centres of ab)", at_least=2)}
 
     def __init__(self, **config) -> None:
         super().__init__(**config)
@@ -78,14 +77,14 @@ class ColourTargetMethod(Method):
 
 class ColourisationMethod(ColourTargetMethod):
     name = "colourisation"
-    defaults = {**ColourTargetMethod.defaults, "variant": "vondrick", "temperature": 1.0, "cosine": False}
+    options = {**ColourTargetMethod.options,
+               "variant": Option("vondrick", "input and references (see VARIANTS)", choices=tuple(VARIANTS)),
+               "temperature": Option(1.0, "softmax temperature of the pointer", above=0),
+               "cosine": Option(False, "pointer on L2-normalised features (the course's option)")}
 
     def __init__(self, **config) -> None:
         super().__init__(**config)
-        variant = self.config["variant"]
-        if variant not in VARIANTS:
-            raise VosLabError(f"unknown colourisation variant '{variant}' (choose {', '.join(VARIANTS)})")
-        self.space, references, self.dropout = VARIANTS[variant]
+        self.space, references, self.dropout = VARIANTS[self.config["variant"]]
         self.clip_length = references + 1
         self.gaps = (1, 2, 3)
         self.encoder = self.make_encoder()

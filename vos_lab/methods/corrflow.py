@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vos_lab.methods.base import Option
 from vos_lab.methods.colourisation import ColourTargetMethod, channel_dropout, colour_nll
 from vos_lab.windowed import windowed_attention
 
@@ -30,8 +31,15 @@ def sampling_probability(step: int, start: float = 0.9, end: float = 0.6, steps:
 
 class CorrFlowMethod(ColourTargetMethod):
     name = "corrflow"
-    defaults = {**ColourTargetMethod.defaults, "temperature": 1.0, "radius": 6, "dropout": 0.7, "sampling": True,
-                "eps_start": 0.9, "eps_end": 0.6, "schedule_steps": 2000, "cycle_weight": 0.1}
+    options = {**ColourTargetMethod.options,
+               "temperature": Option(1.0, "softmax temperature of the attention", above=0),
+               "radius": Option(6, "attention window radius in feature cells", at_least=0),
+               "dropout": Option(0.7, "channel-dropout probability of the bottleneck", at_least=0, at_most=1),
+               "sampling": Option(True, "scheduled sampling of frame 1's colours (False: always the truth)"),
+               "eps_start": Option(0.9, "ground-truth probability at step 0", at_least=0, at_most=1),
+               "eps_end": Option(0.6, "ground-truth probability after schedule_steps", at_least=0, at_most=1),
+               "schedule_steps": Option(2000, "steps of the eps decay", at_least=0),
+               "cycle_weight": Option(0.1, "weight of the cycle-consistency loss (0: none)", at_least=0)}
     space = "rgb"
     clip_length = 3
     gaps = (1, 2, 3)

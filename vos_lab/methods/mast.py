@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vos_lab.methods.base import Method
+from vos_lab.methods.base import Method, Option
 from vos_lab.windowed import windowed_attention
 
 AB_SCALE = 110.0  # |a|, |b| <= about 110 in Lab
@@ -41,7 +41,10 @@ def dropped_channel(lab: torch.Tensor, channel: torch.Tensor, size: tuple[int, i
 
 class MastMethod(Method):
     name = "mast"
-    defaults = {**Method.defaults, "temperature": 1.0, "radius": 6, "huber_scale": 20.0}
+    options = {**Method.options,
+               "temperature": Option(1.0, "softmax temperature of the attention", above=0),
+               "radius": Option(6, "attention window radius in feature cells", at_least=0),
+               "huber_scale": Option(20.0, "scale of the regressed channel (Lab / 110 x this)", above=0)}
     space = "lab"
     clip_length = 2
     gaps = (2, 5, 8)

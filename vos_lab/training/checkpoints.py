@@ -2,11 +2,14 @@
 
 A checkpoint is one `torch.save` file holding the method config, the weights, the optimiser and sampler
 states, the step, the training seconds so far and the loss history, so an interrupted run resumes
-exactly where it stopped.
+exactly where it stopped. All of it is tensors and plain values (numbers, strings, tuples, lists, dicts),
+so checkpoints load with `torch.load(weights_only=True)`: a file that holds any other Python object is
+refused, since unpickling it could run code (`propagate --features` loads files from anywhere).
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -25,12 +28,18 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint; a missing, corrupt or foreign file raises VosLabError."""
+    """Read a checkpoint with `weights_only=True`; a missing, corrupt or foreign file, or one holding objects
+    other than tensors and plain values, raises VosLabError without running any of its code."""
     path = Path(path)
     if not path.is_file():
         raise VosLabError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:  # what weights_only raises, for a foreign object or a damaged file
+        if "global" in str(error).lower() or "unsupported class" in str(error).lower():
+            raise VosLabError(f"{path}: refused, it holds Python objects other than tensors and plain values "
+                              "(loading them could run code)") from None
+        raise VosLabError(f"{path}: not a readable checkpoint (UnpicklingError)") from None
     except Exception as error:  # torch raises many types for a damaged file
         raise VosLabError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
