@@ -172,6 +172,8 @@ def test_a_cache_is_reused_only_when_its_manifest_holds_the_key(tmp_path):
     assert reuse_or_compute(folder, other, lambda: compute("b"), said.append) is False
     assert runs == ["a", "b"] and sorted(p.name for p in folder.iterdir()) == ["b.txt", MANIFEST]
     assert len(said) == 1 and 'checkpoint: "0123" != "4567"' in said[0], said
+    reuse_or_compute(folder, other | {"protocol": {"radius": 4, "long_term": (0,)}}, compute, said.append)
+    assert said[1].endswith("(protocol.radius: 12 != 4)"), said
 
 
 def test_an_interrupted_computation_is_not_taken_for_a_complete_one(tmp_path):

@@ -34,9 +34,20 @@ def _plain(key: dict) -> dict:
     return json.loads(json.dumps(key, sort_keys=True))
 
 
+def _leaves(key: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the values to compare, named by their path."""
+    leaves = {}
+    for name, value in key.items():
+        if isinstance(value, dict) and value:
+            leaves |= _leaves(value, f"{prefix}{name}.")
+        else:
+            leaves[f"{prefix}{name}"] = value
+    return leaves
+
+
 def _short(value: object) -> str:
     text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 24 else text[:21] + "..."
 
 
 def stale_reason(folder: str | Path, key: dict) -> str | None:
@@ -48,9 +59,9 @@ def stale_reason(folder: str | Path, key: dict) -> str | None:
         found = json.loads(manifest.read_text()).get("key")
     except (OSError, ValueError, AttributeError):
         return "unreadable manifest"
-    wanted = _plain(key)
     if not isinstance(found, dict):
         return "manifest without a key"
+    found, wanted = _leaves(found), _leaves(_plain(key))
     differences = [f"{name}: {_short(found.get(name))} != {_short(wanted.get(name))}"
                    for name in sorted(set(found) | set(wanted)) if found.get(name) != wanted.get(name)]
     return "; ".join(differences) or None
