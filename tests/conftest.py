@@ -1,15 +1,52 @@
-"""Shared fixtures: the real DAVIS-2016 dev data when present, small synthetic DAVIS folders otherwise."""
+"""Shared fixtures: the real DAVIS-2016 dev data when present, small synthetic DAVIS folders otherwise.
+
+The session (and the notebook kernels nbval starts, which inherit the environment) works in a temporary
+course folder ($VOS_LAB_HOME), so nothing is written into the repository: the session fails if it finds new
+files in the repository's checkpoints/, runs/ or lectures/ at its end.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from vos_lab.paths import HOME_VAR
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPOSITORY.parent / "shared" / "data"
+COURSE_OUTPUTS = ("checkpoints", "runs", "lectures")  # what the chapters and `make course` write in a checkout
+_home = pytest.StashKey[Path]()
+_outputs = pytest.StashKey[set]()
 
 torch.set_num_threads(1)
+
+
+def course_outputs() -> set[Path]:
+    """Every file and folder under the repository's course outputs."""
+    return {path for name in COURSE_OUTPUTS for path in (REPOSITORY / name).rglob("*")} | {
+        REPOSITORY / name for name in COURSE_OUTPUTS if (REPOSITORY / name).exists()}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_home] = Path(tempfile.mkdtemp(prefix="vos_lab-home-"))
+    config.stash[_outputs] = course_outputs()
+    os.environ[HOME_VAR] = str(config.stash[_home])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    new = sorted(course_outputs() - session.config.stash[_outputs])
+    if new:
+        print(f"\nerror: the tests wrote into the repository: {', '.join(str(p) for p in new[:5])}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash[_home], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -220,16 +220,18 @@ def test_killed_training_loses_nothing(tmp_path):
     assert state["step"] == steps and [h["step"] for h in state["history"]] == list(range(1, steps + 1))
 
 
-def test_checkpoint_of_another_config_is_refused(videos, tmp_path):
+def test_checkpoint_of_another_config_is_retrained_and_says_why(videos, tmp_path, capsys):
     out = tmp_path / "c.pt"
     method = ColourisationMethod(variant="vondrick", **SMALL)
     load_or_train(method, lambda: ClipSampler(videos, 4, (1,), crop=64), out, TrainConfig(2, 2), progress=False)
     other = ColourisationMethod(variant="bottleneck", **SMALL)
-    with pytest.raises(VosLabError, match="variant: 'vondrick' != 'bottleneck'"):
-        load_or_train(other, lambda: None, out, TrainConfig(2, 2), progress=False)
-    again = load_or_train(ColourisationMethod(variant="vondrick", **SMALL), lambda: pytest.fail("must not train"),
+    load_or_train(other, lambda: ClipSampler(videos, 2, (1,), crop=64), out, TrainConfig(2, 2), progress=False)
+    assert "training anew, the checkpoint was trained otherwise (variant: 'vondrick' != 'bottleneck')" in \
+        capsys.readouterr().out
+    assert load_checkpoint(out)["config"]["variant"] == "bottleneck"
+    again = load_or_train(ColourisationMethod(variant="bottleneck", **SMALL), lambda: pytest.fail("must not train"),
                           out, TrainConfig(2, 2), progress=False)
-    assert again.step == 2
+    assert again.step == 2 and capsys.readouterr().out == ""
 
 
 def test_checkpoint_holds_the_trained_weights(videos, tmp_path):

@@ -21,8 +21,8 @@ DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/dav
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
 TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or folders of videos/frames, comma-separated,
-# relative to the repository
-CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the repository
+# relative to the course's working folder (else to the repository)
+CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
 
 # %% [markdown]
 # ## Setup

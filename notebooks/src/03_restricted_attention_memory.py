@@ -26,8 +26,8 @@ DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/dav
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
 TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or folders of videos/frames, comma-separated,
-# relative to the repository
-CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the repository
+# relative to the course's working folder (else to the repository)
+CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
 ABLATION_STEPS = 250  # training steps of each ablation model (cpu/gpu profiles; smoke uses 2)
 
 # %% [markdown]
@@ -41,12 +41,13 @@ import torch
 import torch.nn.functional as F
 
 from vos_lab.bench import bench_attention
+from vos_lab.cache import reuse_or_compute
 from vos_lab.course import plots
-from vos_lab.course.notebook import REPO, setup, training_sources
+from vos_lab.course.notebook import REPO, cached_predictions, checkpoint_key, setup, training_sources
 from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.davis import DavisDataset
 from vos_lab.data.synthetic import write_synthetic_davis
-from vos_lab.evaluation import propagate_dataset, read_results, score_results
+from vos_lab.evaluation import read_results, score_results
 from vos_lab.features import build_encoder
 from vos_lab.methods.corrflow import sampling_probability
 from vos_lab.methods.mast import drop_ab_channel, dropped_channel
@@ -209,10 +210,10 @@ print("regression target (a = 44 dropped, x 20 / 110):", float(toy_target[0, 0, 
 
 # %%
 budget = {"steps": 2, "minutes": None} if SMOKE else {"minutes": 10.0}
-corrflow = train_from_profile("corrflow", P, CHECKPOINT_DIR / f"ch03-corrflow-{P.name}.pt", SOURCES, seed=SEED,
-                              device=DEVICE, schedule_steps=SCHEDULE, **budget)
-mast = train_from_profile("mast", P, CHECKPOINT_DIR / f"ch03-mast-{P.name}.pt", SOURCES, seed=SEED,
-                          device=DEVICE, **budget)
+paths = {name: CHECKPOINT_DIR / f"ch03-{name}-{P.name}.pt" for name in ("corrflow", "mast")}
+corrflow = train_from_profile("corrflow", P, paths["corrflow"], SOURCES, seed=SEED, device=DEVICE,
+                              schedule_steps=SCHEDULE, **budget)
+mast = train_from_profile("mast", P, paths["mast"], SOURCES, seed=SEED, device=DEVICE, **budget)
 for name, result in [("CorrFlow", corrflow), ("MAST", mast)]:
     print(f"{name}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
           f"last loss {result.history[-1]['loss']:.3f}")
@@ -255,38 +256,40 @@ assert centres[0, 0, :, 8, 8].tolist() == [14.0, 17.0]
 # ## 7. Evaluation on real video
 # One protocol for every model (chapter 1: frame 0 + 7 recent frames, top-5, radius 12, tau 0.1) on the
 # real DAVIS sequences when present (cpu profile: the first 4 development sequences at 480p), else on a small
-# synthetic DAVIS folder. Results are written in the submission layout under `runs/ch03/` and re-used when
-# complete. Chapter 2's bottleneck model (when its checkpoint exists) and Lab pixels are the references.
+# synthetic DAVIS folder. Results are written in the submission layout under `runs/ch03/`, one folder per
+# sequence with a manifest of what they were computed from: the checkpoint's content hash and step, the
+# protocol and the frames (`vos_lab.cache`); they are re-used only when all of these match, so a retrained
+# model is never scored on old masks. Chapter 2's bottleneck model (when its checkpoint exists) and Lab
+# pixels are the references.
 
 # %%
-if lab.davis is not None and not SMOKE:
+synthetic = None if lab.davis is not None and not SMOKE else {
+    "sequences": 1, "frames": P.eval_max_frames or 8, "height": 96, "width": 160, "seed": SEED}
+if synthetic is None:
     dataset = DavisDataset(lab.davis, split="val" if (lab.davis / "ImageSets" / "2017").is_dir() else "train")
 else:
-    synthetic_root = RUNS / "synthetic"
-    if not (synthetic_root / "ImageSets").is_dir():
-        write_synthetic_davis(synthetic_root, sequences=1, frames=P.eval_max_frames or 8, height=96, width=160,
-                              seed=SEED)
-    dataset = DavisDataset(synthetic_root)
+    reuse_or_compute(RUNS / "synthetic", synthetic, lambda: write_synthetic_davis(RUNS / "synthetic", **synthetic))
+    dataset = DavisDataset(RUNS / "synthetic")
 ALL = dataset.names[: P.eval_sequences]
 
 
-def evaluate(encoder, name, config=None, names=None):
-    """J&F-Mean of one encoder + protocol (default: the course's) on `names` (default: ALL); results cached
-    in runs/ch03/<name>."""
+def evaluate(encoder, name, features, config=None, names=None):
+    """J&F-Mean of one encoder + protocol (default: the course's) on `names` (default: ALL); the masks are
+    cached in runs/ch03/<name>/<sequence>, keyed by `features` (what the encoder is), data, protocol, frames."""
     config, names = config or PropagationConfig(), names or ALL
-    out = RUNS / name
-    todo = [s.name for s in dataset.sequences(names) if len(list((out / s.name).glob("*.png"))) != len(s)]
-    if todo:
-        propagate_dataset(encoder, dataset, out, config, todo, progress=not SMOKE)
-    return score_results(dataset, out, names, progress=False).global_row["J&F-Mean"]
+    cached_predictions(encoder, dataset, RUNS / name, config, names, {"features": features, "synthetic": synthetic},
+                       progress=not SMOKE)
+    return score_results(dataset, RUNS / name, names, progress=False).global_row["J&F-Mean"]
 
 
-table = {"lab pixels (ch. 1)": evaluate(build_encoder("lab", lab.device), "lab")}
+models = {name: checkpoint_key(path) for name, path in paths.items()}  # what the cached masks came from
+table = {"lab pixels (ch. 1)": evaluate(build_encoder("lab", lab.device), "lab", "lab")}
 chapter2 = CHECKPOINT_DIR / f"ch02-bottleneck-{P.name}.pt"
 if chapter2.exists():
-    table["bottleneck (ch. 2)"] = evaluate(build_encoder(str(chapter2), lab.device), "ch02-bottleneck")
-table["CorrFlow"] = evaluate(corrflow.method.frame_encoder().to(lab.device), "corrflow")
-table["MAST"] = evaluate(mast.method.frame_encoder().to(lab.device), "mast")
+    table["bottleneck (ch. 2)"] = evaluate(build_encoder(str(chapter2), lab.device), "ch02-bottleneck",
+                                           checkpoint_key(chapter2))
+table["CorrFlow"] = evaluate(corrflow.method.frame_encoder().to(lab.device), "corrflow", models["corrflow"])
+table["MAST"] = evaluate(mast.method.frame_encoder().to(lab.device), "mast", models["mast"])
 plots.score_bars(table, f"J&F on {len(ALL)} sequences of {dataset.root.name} ({P.name} profile)");
 for name, value in table.items():
     print(f"{name:>20}: {value:.3f}")
@@ -330,21 +333,22 @@ TRAINING_ABLATIONS = {"base (sampling + cycle)": ("base", {}),
 short = 2 if SMOKE else ABLATION_STEPS
 ablations = {}
 for label, (key, options) in TRAINING_ABLATIONS.items():
-    run = train_from_profile("corrflow", P, CHECKPOINT_DIR / f"ch03-ablation-{key}-{P.name}.pt", SOURCES,
-                             seed=SEED, device=DEVICE, steps=short, minutes=None, progress=False,
-                             schedule_steps=short, **options)
+    path = CHECKPOINT_DIR / f"ch03-ablation-{key}-{P.name}.pt"
+    run = train_from_profile("corrflow", P, path, SOURCES, seed=SEED, device=DEVICE, steps=short, minutes=None,
+                             progress=False, schedule_steps=short, **options)
     ablations[f"CorrFlow {short} steps, {label}"] = evaluate(run.method.frame_encoder().to(lab.device),
-                                                             f"ablation-{key}", names=SUBSET)
+                                                             f"ablation-{key}", checkpoint_key(path), names=SUBSET)
 for radius in (4, 12, 24):
     ablations[f"CorrFlow, test radius {radius}"] = evaluate(
         corrflow.method.frame_encoder().to(lab.device), "corrflow" if radius == 12 else f"corrflow-r{radius}",
-        PropagationConfig(radius=radius), SUBSET)
+        models["corrflow"], PropagationConfig(radius=radius), SUBSET)
 LAYOUTS = {"previous frame only": ("previous", {}), "default protocol": ("default", {}),
            "MAST memory": ("mast", {}), "MAST memory + ROI": ("mast", {"roi": True})}
 for label, (layout, extra) in LAYOUTS.items():
     config = PropagationConfig(**MEMORY_LAYOUTS[layout], **extra)
     name = "mast" if layout == "default" else f"mast-{layout}{'-roi' if extra else ''}"
-    ablations[f"MAST, {label}"] = evaluate(mast.method.frame_encoder().to(lab.device), name, config, SUBSET)
+    ablations[f"MAST, {label}"] = evaluate(mast.method.frame_encoder().to(lab.device), name, models["mast"], config,
+                                           SUBSET)
 print("J&F on", ", ".join(SUBSET))
 for name, value in ablations.items():
     print(f"{name:>40}: {value:.3f}")

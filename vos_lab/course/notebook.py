@@ -12,6 +12,8 @@ Chapters with their own parameters declare them: `setup(globals(), EPOCHS=int)`.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import functools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,19 +22,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vos_lab.cache import file_digest, reuse_or_compute
 from vos_lab.data.davis import DavisDataset, DavisSequence
 from vos_lab.device import pick_device
 from vos_lab.errors import VosLabError
+from vos_lab.evaluation import propagate_dataset
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.models.encoders import FrameEncoder
-from vos_lab.paths import course_home, davis_root
+from vos_lab.paths import SOURCE_TREE, course_home, davis_root
 from vos_lab.profiles import PROFILES, Profile, get_profile
 from vos_lab.propagation import PropagationConfig, dense_propagation, propagate_step, propagate_video
+from vos_lab.training.checkpoints import load_checkpoint
 
 DENSE_CELLS = 2048  # feature maps up to this many cells propagate with the full affinity (cpu: 30 x 54)
 THREADS = {"smoke": 1}  # torch threads per profile (tiny tensors: threads cost more than they give)
 REPO = course_home()  # the course's working folder: checkpoints/, runs/, relative TRAIN_DATA paths
-SHARED_DAVIS = REPO.parent / "shared" / "data" / "davis2016-dev"  # development data next to the repo
+SHARED_DAVIS = SOURCE_TREE.parent / "shared" / "data" / "davis2016-dev"  # development data next to the source tree
 
 # name -> (allowed types, what it means); None among the types means the value may be None.
 COMMON_PARAMETERS: dict[str, tuple[tuple, str]] = {
@@ -161,9 +166,15 @@ def setup(namespace: dict, **extra: type | tuple) -> Session:
 # ------------------------------------------------------------------------------------ data and scores
 def training_sources(value: str) -> list[str]:
     """The TRAIN_DATA parameter -> sources for `load_training_videos`: 'embedded', or folders given
-    comma-separated, relative ones taken from the course's working folder (`course_home`)."""
-    names = [part.strip() for part in value.split(",") if part.strip()]
-    return [name if name == "embedded" else str(REPO / Path(name).expanduser()) for name in names]
+    comma-separated, relative ones taken from the course's working folder (`course_home`), else from the
+    source tree when they exist only there (`../shared/data/videos` while the working folder is elsewhere)."""
+    names = [Path(part.strip()).expanduser() for part in value.split(",") if part.strip()]
+    return [str(name) if str(name) == "embedded" else str(_from_home(name)) for name in names]
+
+
+def _from_home(path: Path) -> Path:
+    found = REPO / path
+    return SOURCE_TREE / path if not found.exists() and (SOURCE_TREE / path).exists() else found
 
 
 def davis_sequences(session: Session) -> list[DavisSequence]:
@@ -214,3 +225,20 @@ def iter_davis_predictions(encoder: FrameEncoder, sequences: list[DavisSequence]
         gt, void = sequence.masks()
         gt = np.where(void, 0, gt)
         yield sequence.name, gt, np.stack(list(predict_sequence(encoder, sequence, config)))
+
+
+def checkpoint_key(path: Path) -> dict:
+    """What results computed with a checkpoint's features depend on: its content (SHA-256) and training step."""
+    return {"sha256": file_digest(path), "step": load_checkpoint(path)["step"]}
+
+
+def cached_predictions(encoder: FrameEncoder, dataset: DavisDataset, out: Path, config: PropagationConfig,
+                       names: list[str], key: dict, progress: bool = True) -> None:
+    """The propagated masks of the sequences `names` in `out/<sequence>/` (submission layout), reused only
+    when their manifest (`vos_lab.cache`) holds the same `key` (the features: e.g. `checkpoint_key`), dataset,
+    protocol (every field of `config`) and frames; else propagated again."""
+    for sequence in dataset.sequences(names):
+        key_of_sequence = {**key, "dataset": str(dataset.root), "protocol": dataclasses.asdict(config),
+                           "sequence": sequence.name, "frames": list(sequence.frame_names)}
+        reuse_or_compute(out / sequence.name, key_of_sequence,
+                         functools.partial(propagate_dataset, encoder, dataset, out, config, [sequence.name], progress))

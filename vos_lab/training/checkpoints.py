@@ -1,10 +1,12 @@
-"""Checkpoints: written atomically, stamped with the method's config, refused when they do not match.
+"""Checkpoints: written atomically and durably, stamped with what they were trained from (method config,
+data, seed, batch size, steps), so that one trained otherwise is recognised.
 
 A checkpoint is one `torch.save` file holding the method config, the weights, the optimiser and sampler
-states, the step, the training seconds so far and the loss history, so an interrupted run resumes
-exactly where it stopped. All of it is tensors and plain values (numbers, strings, tuples, lists, dicts),
-so checkpoints load with `torch.load(weights_only=True)`: a file that holds any other Python object is
-refused, since unpickling it could run code (`propagate --features` loads files from anywhere).
+states, the step, the training seconds so far, the loss history and the training data, seed and batch size,
+so an interrupted run resumes exactly where it stopped. All of it is tensors and plain values (numbers,
+strings, tuples, lists, dicts), so checkpoints load with `torch.load(weights_only=True)`: a file that holds
+any other Python object is refused, since unpickling it could run code (`propagate --features` loads files
+from anywhere).
 """
 
 from __future__ import annotations
@@ -47,13 +49,18 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return state
 
 
-def check_config(path: Path, found: dict, wanted: dict) -> None:
-    """Refuse a checkpoint trained with another method or config, naming the differences."""
-    differences = [f"{key}: {found.get(key)!r} != {wanted.get(key)!r}"
-                   for key in sorted(set(found) | set(wanted)) if found.get(key) != wanted.get(key)]
-    if differences:
-        raise VosLabError(f"{path}: checkpoint of another model or config ({'; '.join(differences)}); "
-                          "use another --out or delete it")
+def checkpoint_mismatch(state: dict, config: dict, training: dict, steps: int) -> str | None:
+    """Why the checkpoint `state` may neither be loaded nor resumed for training `config` (the method's) with
+    `training` (data, seed, batch size) for `steps` steps: what differs, or None when it may (fewer steps
+    than asked are resumed)."""
+    found = state.get("config", {})
+    differences = [f"{key}: {found.get(key)!r} != {config.get(key)!r}"
+                   for key in sorted(set(found) | set(config)) if found.get(key) != config.get(key)]
+    differences += [f"{key}: {repr(state[key]) if key in state else 'unrecorded'} != {value!r}"
+                    for key, value in training.items() if state.get(key) != value]
+    if state.get("step", 0) > steps:
+        differences.append(f"steps: {state['step']} done, {steps} asked")
+    return "; ".join(differences) or None
 
 
 def load_method(path: Path, map_location: str | torch.device = "cpu"):

@@ -1,10 +1,12 @@
 """The training loop shared by every method: device, AMP, progress, periodic evaluation, checkpoints, resume.
 
-`train` continues from the checkpoint at `out` when there is one (same method config required), saves
-atomically every `checkpoint_seconds` and at the end, and stops at `steps` or after `minutes` of training
-time, whichever comes first (the time spent before an interruption counts). Adam's learning rate follows
+`train` continues from the checkpoint at `out` when it was trained the same way (method config, data, seed,
+batch size; fewer steps), else trains anew and says why; it saves atomically and durably every
+`checkpoint_seconds`, at the end, and when interrupted (KeyboardInterrupt or an error: the steps done since
+the last save are kept, never half a step), and stops at `steps` or after `minutes` of training time,
+whichever comes first (the time spent before an interruption counts). Adam's learning rate follows
 the method's `lr_schedule` over `steps`, set from the step count, so a resumed run continues the curve.
-`load_or_train` is what a notebook calls: the finished checkpoint when it exists, training otherwise.
+`load_or_train` is what a notebook calls: the finished checkpoint when it matches, training otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from vos_lab.data.clips import ClipSampler
 from vos_lab.methods.base import Method
 from vos_lab.models.encoders import FrameEncoder
-from vos_lab.training.checkpoints import check_config, load_checkpoint, save_checkpoint
+from vos_lab.training.checkpoints import checkpoint_mismatch, load_checkpoint, save_checkpoint
 from vos_lab.training.schedule import learning_rate
 
 Evaluate = Callable[[FrameEncoder], dict[str, float]]
@@ -39,7 +41,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_seconds: float = 60.0
     eval_every: int = 0
-    data: str = ""  # what the clips come from, kept in the checkpoint so a loaded model says it
+    data: str = ""  # what the clips come from: in the checkpoint, so a loaded model says it and other data retrains
 
 
 @dataclass
@@ -67,17 +69,62 @@ def _autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def _training_stamp(config: TrainConfig) -> dict:
+    """What a checkpoint must have been trained with, besides the method config, to be loaded or resumed."""
+    return {"data": config.data, "seed": config.seed, "batch_size": config.batch_size}
+
+
+def _resumable(out: Path, method: Method, config: TrainConfig, device: torch.device) -> dict | None:
+    """The checkpoint at `out` if it may be loaded or resumed; None when there is none, or when it was trained
+    otherwise: then one line says what differed, and training starts anew (the old file stays until the new
+    run's first save replaces it)."""
+    if not out.exists():
+        return None
+    state = load_checkpoint(out, device)
+    reason = checkpoint_mismatch(state, method.config, _training_stamp(config), config.steps)
+    if reason is None:
+        return state
+    print(f"{out}: training anew, the checkpoint was trained otherwise ({reason})")
+    return None
+
+
+@dataclass(frozen=True)
+class _StepStart:
+    """What a step changes before the update (the generators, batch-norm statistics), as it was when the step
+    began: restored when the step is interrupted, so that a checkpoint never holds half a step."""
+
+    sampler: dict
+    torch_rng: torch.Tensor
+    buffers: dict[str, torch.Tensor]
+
+    @classmethod
+    def capture(cls, method: Method, sampler: ClipSampler) -> _StepStart:
+        return cls(sampler.state(), torch.get_rng_state(),
+                   {name: buffer.detach().clone() for name, buffer in method.named_buffers()})
+
+    def restore(self, method: Method, sampler: ClipSampler) -> None:
+        sampler.load_state(self.sampler)
+        torch.set_rng_state(self.torch_rng)
+        with torch.no_grad():
+            for name, buffer in method.named_buffers():
+                buffer.copy_(self.buffers[name])
+
+
 def train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, device: torch.device | None = None,
           evaluate: Evaluate | None = None, progress: bool = True) -> TrainResult:
-    """Train `method` on clips from `sampler`, resuming from and saving to the checkpoint `out`."""
-    out = Path(out)
-    device = device or torch.device("cpu")
+    """Train `method` on clips from `sampler`, resuming from (when it matches) and saving to the checkpoint
+    `out`."""
+    out, device = Path(out), device or torch.device("cpu")
+    return _train(method, sampler, out, config, _resumable(out, method, config, device), device, evaluate, progress)
+
+
+def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, state: dict | None,
+           device: torch.device, evaluate: Evaluate | None, progress: bool) -> TrainResult:
+    """The loop, from the checkpoint `state` (None: from scratch)."""
     method.to(device)
     optimizer = torch.optim.Adam(method.parameters(), lr=method.config["lr"])
     step, seconds, history, evaluations = 0, 0.0, [], []
-    if out.exists():
-        state = load_checkpoint(out, device)
-        check_config(out, state["config"], method.config)
+    if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state(state["sampler"])
@@ -94,7 +141,7 @@ def train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, 
         save_checkpoint(out, {"config": method.config, "model": method.state_dict(),
                               "optimizer": optimizer.state_dict(), "sampler": sampler.state(),
                               "torch_rng": torch.get_rng_state(), "step": step, "seconds": seconds,
-                              "history": history, "evaluations": evaluations, "data": config.data})
+                              "history": history, "evaluations": evaluations, **_training_stamp(config)})
 
     def run_evaluation() -> None:
         method.eval()
@@ -104,51 +151,61 @@ def train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, 
     method.train()
     total = config.steps if config.minutes is None else None  # a time budget: the postfix shows minutes
     bar = tqdm(total=total, initial=step, disable=not progress, unit="step", desc=f"train {method.name}")
-    last_save = time.perf_counter()
-    while budget_left():
-        start = time.perf_counter()
-        batch = method.prepare(sampler.batch(config.batch_size), device)
-        with _autocast(device):
-            loss, logs = method.loss(batch, step)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(method.config["lr"], method.config["lr_schedule"], step, config.steps)
-        optimizer.step()
-        step += 1
-        seconds += time.perf_counter() - start
-        history.append({"step": step, "seconds": seconds, **logs})
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()} | {"min": f"{seconds / 60:.1f}"})
-        if evaluate is not None and config.eval_every and step % config.eval_every == 0:
+    last_save, saved = time.perf_counter(), step
+    step_start: _StepStart | None = None  # while a step runs and its update has not begun
+    updating = False  # from the update until the step is counted: no consistent state to save
+    try:
+        while budget_left():
+            start = time.perf_counter()
+            step_start = _StepStart.capture(method, sampler)
+            batch = method.prepare(sampler.batch(config.batch_size), device)
+            with _autocast(device):
+                loss, logs = method.loss(batch, step)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(method.config["lr"], method.config["lr_schedule"], step, config.steps)
+            updating = True
+            optimizer.step()
+            step += 1
+            seconds += time.perf_counter() - start
+            history.append({"step": step, "seconds": seconds, **logs})
+            updating, step_start = False, None
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()} | {"min": f"{seconds / 60:.1f}"})
+            if evaluate is not None and config.eval_every and step % config.eval_every == 0:
+                run_evaluation()
+            if time.perf_counter() - last_save > config.checkpoint_seconds:
+                save()
+                last_save, saved = time.perf_counter(), step
+        if evaluate is not None and (not evaluations or evaluations[-1]["step"] != step):
             run_evaluation()
-        if time.perf_counter() - last_save > config.checkpoint_seconds:
+        save()
+        saved = step
+    finally:  # interrupted (KeyboardInterrupt, an error): keep the steps done since the last save
+        bar.close()
+        if step > saved and not updating:
+            if step_start is not None:
+                step_start.restore(method, sampler)
             save()
-            last_save = time.perf_counter()
-    bar.close()
-    if evaluate is not None and (not evaluations or evaluations[-1]["step"] != step):
-        run_evaluation()
-    save()
     return TrainResult(method.eval(), step, seconds, history, evaluations, finished=True, data=config.data)
 
 
 def load_or_train(method: Method, sampler_factory: Callable[[], ClipSampler], out: Path, config: TrainConfig,
                   device: torch.device | None = None, evaluate: Evaluate | None = None,
                   progress: bool = True) -> TrainResult:
-    """The finished checkpoint at `out` if it matches `method`'s config; otherwise train (or resume) it.
+    """The finished checkpoint at `out` if it was trained as asked (method config, data, seed, batch size,
+    steps); otherwise resume it (trained for fewer steps) or train anew (trained otherwise: one line says why).
 
     `sampler_factory` is only called when training is needed, so loading never touches the data.
     """
-    out = Path(out)
-    if out.exists():
-        state = load_checkpoint(out, device or "cpu")
-        check_config(out, state["config"], method.config)
-        done = state["step"] >= config.steps or (config.minutes is not None
-                                                  and state["seconds"] >= config.minutes * 60)
-        if done:
-            method.load_state_dict(state["model"])
-            return TrainResult(method.to(device or "cpu").eval(), state["step"], state["seconds"],
-                               state["history"], state["evaluations"], finished=True, data=state.get("data", ""))
-    return train(method, sampler_factory(), out, config, device, evaluate, progress)
+    out, device = Path(out), device or torch.device("cpu")
+    state = _resumable(out, method, config, device)
+    if state is not None and (state["step"] >= config.steps or (config.minutes is not None
+                                                                 and state["seconds"] >= config.minutes * 60)):
+        method.load_state_dict(state["model"])
+        return TrainResult(method.to(device).eval(), state["step"], state["seconds"], state["history"],
+                           state["evaluations"], finished=True, data=config.data)
+    return _train(method, sampler_factory(), out, config, state, device, evaluate, progress)

@@ -33,18 +33,24 @@ def profile_sampler(method: Method, profile: Profile, sources: list[str] | None 
     return ClipSampler(videos, method.clip_length, method.gaps, profile.crop_size, seed, profile.crop_jitter)
 
 
+def _absolute(source: str) -> str:
+    """A source as the checkpoint records it: 'embedded', or an absolute path (the same data, however given)."""
+    return source if source == "embedded" else str(Path(source).expanduser().resolve())
+
+
 def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str] | None = None, *,
                        steps: int | None = None, minutes: float | None = None, seed: int = 0,
                        device: str = "auto", evaluate: Evaluate | None = None, eval_every: int | None = None,
                        progress: bool = True, **options) -> TrainResult:
-    """Load the checkpoint at `out` if it is finished, else train (or resume) method `name` on `sources`.
+    """Load the checkpoint at `out` if it is finished and trained as asked, else train (or resume) method `name` on
+    `sources` (see `load_or_train`).
     `evaluate` (e.g. `vos_lab.evaluation.validation_jf`) runs every `eval_every` steps (default: the
     profile's; 0: only at the end) and its figures are kept in the checkpoint."""
     method = method_for_profile(name, profile, **options)
     config = TrainConfig(steps=steps or profile.train_steps, batch_size=profile.batch_size,
                          minutes=profile.train_minutes if minutes is None else minutes, seed=seed,
                          eval_every=profile.eval_every if eval_every is None else eval_every,
-                         data=",".join(sources or ["embedded"]))
+                         data=",".join(_absolute(source) for source in sources or ["embedded"]))
 
     return load_or_train(method, lambda: profile_sampler(method, profile, sources, seed), out, config,
                          pick_device(device), evaluate, progress)
