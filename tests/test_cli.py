@@ -160,7 +160,7 @@ HELP = {
     "propagate": ("--davis", "--out", "--features", "--memory", "--roi", "--topk", "--radius", "--device"),
     "evaluate": ("--davis", "--results", "--json", "--split"),
     "train": ("colourisation, corrflow, mast", "colorization", "--variant", "--steps", "--minutes", "--option", "--val",
-              "--eval-every"),
+              "--eval-every", "--replace"),
     "lectures": ("--profile", "--chapters", "--param", "--no-progress", "--notebooks"),
     "demo": ("--out", "--sequences", "--frames"),
     "bench": ("{propagation,sampler,attention}", "--heights", "--references", "--features", "--davis"),

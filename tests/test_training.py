@@ -345,3 +345,17 @@ def test_train_variant_is_given_one_way(tmp_path, capsys):
 
     assert main(["train", "colourisation", "--option", "variant=rgb", "--out", str(tmp_path / "m.pt")]) == 2
     assert capsys.readouterr().err == "error: --option variant: give the variant with --variant\n"
+
+
+def test_train_cli_refuses_a_checkpoint_trained_otherwise_unless_replace(tmp_path, capsys):
+    from vos_lab.cli import main
+
+    out = tmp_path / "m.pt"
+    common = ["train", "mast", "--profile", "smoke", "--steps", "1", "--out", str(out)]
+    assert main(common) == 0
+    first = out.read_bytes()
+    assert main([*common, "--seed", "1"]) == 2
+    assert "trained otherwise (seed: 0 != 1)" in capsys.readouterr().err
+    assert out.read_bytes() == first  # nothing lost
+    assert main([*common, "--seed", "1", "--replace"]) == 0
+    assert load_checkpoint(out)["seed"] == 1

@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, required=True, help="checkpoint file (.pt); resumed when it exists")
+    p.add_argument("--replace", action="store_true",
+                   help="train anew over a checkpoint trained otherwise (default: refuse it, nothing is lost)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option, repeatable (e.g. radius=4, cycle_weight=0, sampling=False)")
     p.add_argument("--val", type=Path, metavar="DAVIS", help="DAVIS root for periodic J&F validation")
@@ -255,7 +257,7 @@ def _train(args: argparse.Namespace) -> int:
         evaluate = validation_jf(dataset, dataset.names[: args.val_sequences], args.val_frames)
     result = train_from_profile(method, get_profile(args.profile), args.out, _names(args.data),
                                 steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
-                                evaluate=evaluate, eval_every=args.eval_every, **options)
+                                evaluate=evaluate, eval_every=args.eval_every, replace=args.replace, **options)
     last = result.history[-1] if result.history else {}
     loss = last.get("loss", float("nan"))
     print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "

@@ -2,9 +2,9 @@
 
 A method owns its networks and turns a batch of clips into a loss. Its `config` (a flat dict of plain
 values) is all that is needed to rebuild it, so a checkpoint stores the config with the weights, and a
-checkpoint of another method or config is recognised and refused. Each method declares its options as
-`Option`s (default, accepted values, help); every config is checked against them before anything is built,
-so a wrong value is one clear error instead of a crash in the middle of training.
+checkpoint of another method or config is recognised (and retrained or refused, see `training.loop`). Each
+method declares its options as `Option`s (default, accepted values, help); every config is checked against
+them before anything is built, so a wrong value is one clear error instead of a crash in the middle of training.
 """
 
 from __future__ import annotations

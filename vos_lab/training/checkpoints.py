@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from vos_lab.errors import VosLabError
+from vos_lab.methods.registry import build_method
 from vos_lab.paths import atomic_path
 
 FORMAT = "vos_lab-checkpoint-1"
@@ -65,8 +66,6 @@ def checkpoint_mismatch(state: dict, config: dict, training: dict, steps: int) -
 
 def load_method(path: Path, map_location: str | torch.device = "cpu"):
     """The trained method of a checkpoint, in eval mode."""
-    from vos_lab.methods.registry import build_method
-
     state = load_checkpoint(path, map_location)
     method = build_method(state["config"])
     method.load_state_dict(state["model"])

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vos_lab.data.clips import ClipSampler
+from vos_lab.errors import VosLabError
 from vos_lab.methods.base import Method
 from vos_lab.models.encoders import FrameEncoder
 from vos_lab.training.checkpoints import checkpoint_mismatch, load_checkpoint, save_checkpoint
@@ -74,16 +75,18 @@ def _training_stamp(config: TrainConfig) -> dict:
     return {"data": config.data, "seed": config.seed, "batch_size": config.batch_size}
 
 
-def _resumable(out: Path, method: Method, config: TrainConfig, device: torch.device) -> dict | None:
+def _resumable(out: Path, method: Method, config: TrainConfig, device: torch.device, replace: bool) -> dict | None:
     """The checkpoint at `out` if it may be loaded or resumed; None when there is none, or when it was trained
-    otherwise: then one line says what differed, and training starts anew (the old file stays until the new
-    run's first save replaces it)."""
+    otherwise and `replace` is set: then one line says what differed, and training starts anew (the old file
+    stays until the new run's first save replaces it). Without `replace` such a checkpoint is an error."""
     if not out.exists():
         return None
     state = load_checkpoint(out, device)
     reason = checkpoint_mismatch(state, method.config, _training_stamp(config), config.steps)
     if reason is None:
         return state
+    if not replace:
+        raise VosLabError(f"{out}: a checkpoint trained otherwise ({reason}); use another --out or delete it")
     print(f"{out}: training anew, the checkpoint was trained otherwise ({reason})")
     return None
 
@@ -111,11 +114,12 @@ class _StepStart:
 
 
 def train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, device: torch.device | None = None,
-          evaluate: Evaluate | None = None, progress: bool = True) -> TrainResult:
+          evaluate: Evaluate | None = None, progress: bool = True, replace: bool = True) -> TrainResult:
     """Train `method` on clips from `sampler`, resuming from (when it matches) and saving to the checkpoint
-    `out`."""
+    `out`; a checkpoint trained otherwise is replaced (`replace`) or refused."""
     out, device = Path(out), device or torch.device("cpu")
-    return _train(method, sampler, out, config, _resumable(out, method, config, device), device, evaluate, progress)
+    state = _resumable(out, method, config, device, replace)
+    return _train(method, sampler, out, config, state, device, evaluate, progress)
 
 
 def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig, state: dict | None,
@@ -195,14 +199,15 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
 
 def load_or_train(method: Method, sampler_factory: Callable[[], ClipSampler], out: Path, config: TrainConfig,
                   device: torch.device | None = None, evaluate: Evaluate | None = None,
-                  progress: bool = True) -> TrainResult:
+                  progress: bool = True, replace: bool = True) -> TrainResult:
     """The finished checkpoint at `out` if it was trained as asked (method config, data, seed, batch size,
-    steps); otherwise resume it (trained for fewer steps) or train anew (trained otherwise: one line says why).
+    steps); otherwise resume it (trained for fewer steps) or train anew (trained otherwise: one line says why;
+    without `replace`, an error).
 
     `sampler_factory` is only called when training is needed, so loading never touches the data.
     """
     out, device = Path(out), device or torch.device("cpu")
-    state = _resumable(out, method, config, device)
+    state = _resumable(out, method, config, device, replace)
     if state is not None and (state["step"] >= config.steps or (config.minutes is not None
                                                                  and state["seconds"] >= config.minutes * 60)):
         method.load_state_dict(state["model"])

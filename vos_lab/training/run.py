@@ -41,9 +41,9 @@ def _absolute(source: str) -> str:
 def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str] | None = None, *,
                        steps: int | None = None, minutes: float | None = None, seed: int = 0,
                        device: str = "auto", evaluate: Evaluate | None = None, eval_every: int | None = None,
-                       progress: bool = True, **options) -> TrainResult:
+                       progress: bool = True, replace: bool = True, **options) -> TrainResult:
     """Load the checkpoint at `out` if it is finished and trained as asked, else train (or resume) method `name` on
-    `sources` (see `load_or_train`).
+    `sources` (see `load_or_train`; `replace=False` refuses a checkpoint trained otherwise instead).
     `evaluate` (e.g. `vos_lab.evaluation.validation_jf`) runs every `eval_every` steps (default: the
     profile's; 0: only at the end) and its figures are kept in the checkpoint."""
     method = method_for_profile(name, profile, **options)
@@ -53,4 +53,4 @@ def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str
                          data=",".join(_absolute(source) for source in sources or ["embedded"]))
 
     return load_or_train(method, lambda: profile_sampler(method, profile, sources, seed), out, config,
-                         pick_device(device), evaluate, progress)
+                         pick_device(device), evaluate, progress, replace)
