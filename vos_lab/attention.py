@@ -20,8 +20,9 @@ is the plain version (the full affinity, then the mask) for teaching and testing
 Shapes: query (B, C, h, w); keys (B, N, C, h, w) and values (B, N, V, h, w) for N references (4-D keys
 and values mean N = 1); the result is (B, V, h, w). `topk=None` is a softmax over every valid position of
 all N windows (differentiable, as in training); `topk=k` keeps the k best over all windows jointly and
-renormalises (the evaluation protocol): each reference's k best first, then the k best of those, which is
-the same as one joint top-k.
+renormalises (the evaluation protocol). The k best lie in the k region rows (of all N regions) with the
+highest maxima, so those rows are ranked first and the k best taken from them: the same as one joint top-k
+over all windows, at the cost of one pass (a row maximum) over the affinities.
 """
 
 from __future__ import annotations
