@@ -24,7 +24,7 @@ def _random_problem(h, w, n, channels=16, labels=3, seed=0):
 
 
 @pytest.mark.parametrize("h,w,radius,n,topk", [(13, 17, 3, 3, 5), (20, 9, 12, 2, 7), (8, 8, 0, 2, 1),
-                                               (31, 40, 5, 4, 10), (7, 30, 2, 1, 200)])
+                                               (31, 40, 5, 4, 10), (7, 30, 2, 1, 200), (20, 35, 12, 8, 5)])
 def test_windowed_equals_dense(h, w, radius, n, topk):
     query, keys, soft = _random_problem(h, w, n)
     windowed = windowed_propagation(query, keys, soft, radius, topk, 0.1)
@@ -40,6 +40,21 @@ def test_benchmark_reference_is_dino_and_agrees(h, w, radius, n, topk):
     query, keys, soft = _random_problem(h, w, n)
     windowed = windowed_propagation(query, keys, soft, radius, topk, 0.1)
     assert torch.allclose(dino_propagation(query, keys, soft, radius, topk, 0.1), windowed, atol=1e-5)
+
+
+def test_one_step_function_chooses_dense_or_windowed(monkeypatch):
+    import vos_lab.propagation as propagation
+
+    calls = []
+    monkeypatch.setattr(propagation, "dense_propagation", lambda *a: calls.append("dense"))
+    monkeypatch.setattr(propagation, "windowed_propagation", lambda *a: calls.append("windowed"))
+    small, large = _random_problem(20, 30, 2), _random_problem(40, 60, 2)
+    config = PropagationConfig()
+    for query, keys, soft in (small, large):
+        propagation.propagate_step(query, keys, soft, config)
+    propagation.propagate_step(*large, PropagationConfig(radius=None))
+    assert calls == ["dense", "windowed", "dense"]
+    assert 20 * 30 <= propagation.DENSE_CELLS < 40 * 60
 
 
 def test_radius_restricts_matches():

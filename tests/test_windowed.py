@@ -4,8 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vos_lab.attention import (
+    dense_attention,
+    localise,
+    neighbourhood_mask,
+    roi_topk,
+    window_bias,
+    windowed_attention,
+)
 from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig, propagate_step, roi_propagation
-from vos_lab.windowed import dense_attention, localise, neighbourhood_mask, roi_topk, windowed_attention
 
 
 def _problem(b, n, h, w, channels=8, values=3, seed=0):
@@ -23,6 +30,27 @@ def test_windowed_equals_dense(b, n, h, w, radius, dilation, topk):
     dense = dense_attention(query, keys, values, radius, 0.5, topk, dilation)
     assert windowed.shape == (b, 3, h, w)
     assert torch.allclose(windowed, dense, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 2**20, 2**30])  # one block per chunk, parts of rows, all at once
+@pytest.mark.parametrize("b,n,h,w,radius,dilation,topk", [
+    (1, 8, 21, 27, 12, 1, 5), (2, 3, 13, 17, 9, 1, 5), (1, 4, 11, 19, 3, 2, 5), (1, 3, 6, 10, 4, 1, None),
+    (2, 2, 17, 13, 2, 1, 30)])
+def test_chunks_of_blocks_equal_dense(b, n, h, w, radius, dilation, topk, chunk_bytes):
+    # Several references, maps that are no multiple of the block, windows wider than a block and past the
+    # frame's border, dilation, more candidates than some windows hold.
+    query, keys, values = _problem(b, n, h, w)
+    windowed = windowed_attention(query, keys, values, radius, 0.5, topk, dilation, chunk_bytes=chunk_bytes)
+    assert torch.allclose(windowed, dense_attention(query, keys, values, radius, 0.5, topk, dilation), atol=1e-5)
+
+
+def test_window_bias_is_built_once_per_geometry():
+    query, keys, values = _problem(1, 2, 13, 17)
+    windowed_attention(query, keys, values, 5, 0.5, topk=5)
+    before = window_bias.cache_info()
+    windowed_attention(query, keys, values, 5, 0.5, topk=5)
+    after = window_bias.cache_info()
+    assert after.hits > before.hits and after.misses == before.misses
 
 
 def test_a_window_covering_the_frame_is_full_attention():

@@ -2,39 +2,42 @@
 
 The dense propagation reference is DINO's `label_propagation` step for step (`dino_propagation`).
 
-Each implementation runs in its own fresh process, so its peak resident memory (ru_maxrss) above the
-memory it had once the features were computed is the propagation's own peak. Prints seconds per frame,
-peak memory, their ratios, and the J&F of both outputs against the ground truth.
-`bench_attention` (chapter 3) times one attention call at growing resolutions; its peak is the high-water
-mark of resident memory reset just before the first call (Linux /proc/self/clear_refs), in a child whose
-allocator returns freed buffers to the system at once (a fixed glibc mmap threshold), or the CUDA
-allocator's peak on a GPU.
+Each implementation runs in its own fresh (spawned) process on precomputed features. Its peak memory is the
+high-water mark of resident memory reset just before it starts (Linux /proc/self/clear_refs) minus the
+memory it had then, in a child whose allocator returns freed buffers to the system at once (a fixed glibc
+mmap threshold, else the heap would keep the first large buffers and hide later peaks); on a GPU, the CUDA
+allocator's peak above what was allocated before. `bench_propagation` prints seconds per frame, peak memory,
+their ratios, whether both give identical masks, and the J&F of both against the ground truth.
+`bench_attention` (chapter 3) times one attention call at growing resolutions, with the same peak.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
-import resource
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from vos_lab.attention import dense_attention, neighbourhood_mask, windowed_attention
 from vos_lab.data.davis import DavisDataset, DavisSequence
 from vos_lab.device import pick_device
 from vos_lab.features import build_encoder
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.propagation import PropagationConfig, propagate_video, windowed_propagation
-from vos_lab.windowed import dense_attention, neighbourhood_mask, windowed_attention
 
 
 @functools.lru_cache(maxsize=1)
-def _dino_mask(h: int, w: int, radius: int, contexts: int) -> torch.Tensor:
-    return neighbourhood_mask(h, w, radius).float().unsqueeze(0).repeat(contexts, 1, 1)  # built once, as DINO does
+def _dino_mask(h: int, w: int, radius: int, contexts: int, device: torch.device) -> torch.Tensor:
+    # built once, as DINO does
+    return neighbourhood_mask(h, w, radius, device).float().unsqueeze(0).repeat(contexts, 1, 1)
 
 
 def dino_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, radius: int | None,
@@ -47,7 +50,7 @@ def dino_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tens
     target = query.flatten(1).T.unsqueeze(0).repeat(n, 1, 1)  # (N, hw, C)
     aff = torch.exp(torch.bmm(target, keys.flatten(2)) / temperature)  # (N, hw targets, hw sources)
     if radius is not None:
-        aff *= _dino_mask(h, w, radius, n)
+        aff *= _dino_mask(h, w, radius, n, query.device)
     aff = aff.transpose(2, 1).reshape(-1, h * w)  # (N hw sources, hw targets)
     top, _ = torch.topk(aff, dim=0, k=topk)
     aff[aff < top.min(dim=0).values] = 0
@@ -59,61 +62,121 @@ def dino_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tens
 IMPLEMENTATIONS = {"windowed": windowed_propagation, "dense": dino_propagation}
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def _resident_peak_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
 
 
-def _run(implementation: str, features: list[torch.Tensor], first_ids: np.ndarray,
-         config: PropagationConfig) -> tuple[float, int, np.ndarray]:
+def _reset_peak(device: str) -> int:
+    """Reset the peak memory counter of `device` (the process's resident memory on the CPU); bytes in use."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # the resident high-water mark becomes the current resident size
+    return _resident_peak_kib() * 1024
+
+
+def _peak_since(device: str, before: int) -> int:
+    """Peak bytes above `before` (from `_reset_peak`) since the reset."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        return max(torch.cuda.max_memory_allocated() - before, 0)
+    return max(_resident_peak_kib() * 1024 - before, 0)
+
+
+@contextlib.contextmanager
+def _fixed_mmap_threshold() -> Iterator[None]:
+    """For children spawned inside: glibc raises its mmap threshold after large frees and then keeps freed
+    buffers in the heap, so a child's resident peak would count the allocator's cache; a fixed threshold
+    returns them at once."""
+    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+
+
+def _measure(device: str, function: Callable, *args) -> tuple[Any, float, int]:
+    """function(*args) -> (its result, seconds, peak bytes above the memory in use before the call)."""
+    before = _reset_peak(device)
+    start = time.perf_counter()
+    result = function(*args)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start, _peak_since(device, before)
+
+
+def _in_fresh_process(function: Callable, *args) -> Any:
+    """function(*args) in a new spawned process whose allocator returns freed buffers to the system at once."""
+    with _fixed_mmap_threshold(), multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def _run(implementation: str, features: list[torch.Tensor], first_ids: np.ndarray, config: PropagationConfig,
+         device: str) -> tuple[float, int, np.ndarray]:
     """In a child process: propagate with one implementation; (s/frame, peak bytes, predictions)."""
     function = IMPLEMENTATIONS[implementation]
+    features = [f.to(device) for f in features]
 
     def step(query, keys, labels, c: PropagationConfig, far: int = 0) -> torch.Tensor:
         return function(query, keys, labels, c.radius, c.topk, c.temperature)
 
-    before = _peak_rss_bytes()
-    start = time.perf_counter()
-    # The features are precomputed: the "frame" of index i is i itself, and encoding it looks it up.
-    predictions = list(propagate_video(features.__getitem__, lambda i: i, len(features), first_ids, config,
-                                       step=step))
-    seconds = (time.perf_counter() - start) / (len(features) - 1)
-    return seconds, _peak_rss_bytes() - before, np.stack(predictions)
+    def propagate() -> np.ndarray:
+        # The features are precomputed: the "frame" of index i is i itself, and encoding it looks it up.
+        return np.stack(list(propagate_video(features.__getitem__, lambda i: i, len(features), first_ids, config,
+                                             step=step)))
+
+    with torch.no_grad():
+        predictions, seconds, peak = _measure(device, propagate)
+    return seconds / (len(features) - 1), peak, predictions
 
 
-def _video(davis: Path | None, sequence: str | None, split: str | None, height: int, width: int,
-           frames: int) -> DavisSequence:
-    if davis is None:
-        from vos_lab.data.synthetic import write_synthetic_davis
-
-        root = Path(tempfile.mkdtemp(prefix="vos_lab-bench-"))
-        write_synthetic_davis(root, sequences=1, frames=frames, height=height, width=width, seed=0)
-        davis, split = root, "val"
+def _video(davis: Path, sequence: str | None, split: str | None, frames: int | None) -> DavisSequence:
     dataset = DavisDataset(davis, split=split or "val")
-    return dataset.sequence(sequence or dataset.names[0])
+    return dataset.sequence(sequence or dataset.names[0]).head(frames)
 
 
 def bench_propagation(features: str, config: PropagationConfig, height: int = 480, width: int = 854,
-                      frames: int = 12, davis: Path | None = None, sequence: str | None = None,
-                      split: str | None = None) -> dict[str, dict[str, float]]:
-    """Time and peak memory of both implementations; returns and prints the figures."""
-    video = _video(davis, sequence, split, height, width, frames)
-    encoder = build_encoder(features)
-    encoded = [encoder.encode(video.frame(i))[0] for i in range(len(video))]
-    gt_ids, void = video.masks()
-    print(f"video: {video.name}, {len(video)} frames of {video.frame_size[1]}x{video.frame_size[0]}; "
-          f"features: {features}, {tuple(encoded[0].shape)}; {config}")
+                      frames: int | None = None, davis: Path | None = None, sequence: str | None = None,
+                      split: str | None = None, device: str = "auto") -> dict[str, dict[str, float]]:
+    """Time and peak memory of both implementations on a DAVIS sequence (its first `frames` frames, all when
+    None) or, without `davis`, on a synthetic video of `frames` (default 12) frames of height x width written
+    to a temporary folder; returns and prints the figures: per implementation seconds_per_frame, peak_mib
+    and J&F, and under "masks" how many pixels differ between the two outputs."""
+    device = pick_device(device).type
+    with tempfile.TemporaryDirectory(prefix="vos_lab-bench-") as tmp:
+        if davis is None:
+            from vos_lab.data.synthetic import write_synthetic_davis
+
+            frames = frames or 12
+            write_synthetic_davis(Path(tmp), sequences=1, frames=frames, height=height, width=width, seed=0)
+            davis, split = Path(tmp), "val"
+        video = _video(davis, sequence, split, frames)
+        encoder = build_encoder(features, device)
+        encoded = [encoder.encode(video.frame(i))[0].cpu() for i in range(len(video))]
+        gt_ids, void = video.masks()
+    print(f"video: {video.name}, {len(video)} frames of {gt_ids.shape[2]}x{gt_ids.shape[1]}; "
+          f"features: {features}, {tuple(encoded[0].shape)}; device {device}; {config}")
     figures: dict[str, dict[str, float]] = {}
-    spawn = multiprocessing.get_context("spawn")
+    outputs = {}
     for name in IMPLEMENTATIONS:
-        with spawn.Pool(1) as pool:
-            seconds, peak, predicted = pool.apply(_run, (name, encoded, gt_ids[0], config))
-        scores = evaluate_sequence(gt_ids, predicted, void, int(gt_ids[0].max()))
+        seconds, peak, outputs[name] = _in_fresh_process(_run, name, encoded, gt_ids[0], config, device)
+        scores = evaluate_sequence(gt_ids, outputs[name], void, int(gt_ids[0].max()))
         global_row, _ = summarize({video.name: scores})
         figures[name] = {"seconds_per_frame": seconds, "peak_mib": peak / 2**20, "J&F": global_row["J&F-Mean"]}
         print(f"{name:>9}: {seconds:7.3f} s/frame  peak {peak / 2**20:8.1f} MiB  J&F {global_row['J&F-Mean']:.4f}")
+    differing = int((outputs["windowed"] != outputs["dense"]).sum())
+    figures["masks"] = {"differing_pixels": differing, "identical": float(differing == 0)}
     win, dense = figures["windowed"], figures["dense"]
     print(f"windowed is {dense['seconds_per_frame'] / win['seconds_per_frame']:.1f}x faster, uses "
           f"{win['peak_mib'] / max(dense['peak_mib'], 1e-9):.3f} of the dense peak memory; "
+          f"identical: {'yes' if differing == 0 else 'no'} ({differing} of {outputs['dense'].size} pixels differ); "
           f"J&F difference {abs(win['J&F'] - dense['J&F']):.4f}")
     return figures
 
@@ -149,11 +212,6 @@ def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[st
 ATTENTION = {"dense": dense_attention, "windowed": windowed_attention}
 
 
-def _resident_peak_kib() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
-
-
 def _attention_run(implementation: str, size: tuple[int, int], channels: int, references: int, radius: int,
                    topk: int | None, device: str, repeats: int) -> tuple[float, int]:
     """In a child process: (seconds per call, peak bytes above the inputs) of one attention call."""
@@ -165,26 +223,15 @@ def _attention_run(implementation: str, size: tuple[int, int], channels: int, re
     function = ATTENTION[implementation]
     with torch.no_grad():
         # Memory: the first call, so no buffer freed by an earlier call can be silently re-used.
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        else:
-            with open("/proc/self/clear_refs", "w") as clear:
-                clear.write("5")  # reset the resident high-water mark
-            before = _resident_peak_kib() * 1024
+        before = _reset_peak(device)
         function(query, keys, values, radius, 0.1, topk)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated() - before
-        else:
-            peak = _resident_peak_kib() * 1024 - before
+        peak = _peak_since(device, before)
         start = time.perf_counter()  # time: the following calls
         for _ in range(repeats):
             function(query, keys, values, radius, 0.1, topk)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats, max(peak, 0)
+    return (time.perf_counter() - start) / repeats, peak
 
 
 def bench_attention(heights: tuple[int, ...] = (120, 240, 360, 480), stride: int = 8, channels: int = 64,
@@ -192,23 +239,6 @@ def bench_attention(heights: tuple[int, ...] = (120, 240, 360, 480), stride: int
                     repeats: int = 2, progress: bool = True) -> list[dict[str, float]]:
     """Dense vs windowed attention for frames of each height (16:9, feature stride `stride`): one row per
     size and implementation with seconds per call and peak MiB; printed as a table."""
-    spawn = multiprocessing.get_context("spawn")
-    # glibc raises its mmap threshold after large frees and then keeps freed buffers in the heap, so the
-    # children's resident peak would count the allocator's cache; a fixed threshold returns them at once.
-    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
-    try:
-        return _attention_table(spawn, heights, stride, channels, references, radius, topk, device, repeats,
-                                progress)
-    finally:
-        if saved is None:
-            del os.environ["MALLOC_MMAP_THRESHOLD_"]
-        else:
-            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
-
-
-def _attention_table(spawn, heights, stride, channels, references, radius, topk, device, repeats,
-                     progress) -> list[dict[str, float]]:
     rows = []
     if progress:
         print(f"attention of 1 target to {references} reference(s), {channels} channels, radius {radius}, "
@@ -218,9 +248,8 @@ def _attention_table(spawn, heights, stride, channels, references, radius, topk,
         width = round(height * 16 / 9)
         size = (-(-height // stride), -(-width // stride))
         for name in ATTENTION:
-            with spawn.Pool(1) as pool:
-                seconds, peak = pool.apply(_attention_run, (name, size, channels, references, radius, topk, device,
-                                                           repeats))
+            seconds, peak = _in_fresh_process(_attention_run, name, size, channels, references, radius, topk, device,
+                                              repeats)
             row = {"height": height, "width": width, "cells": size[0] * size[1], "method": name,
                    "seconds": seconds, "peak_mib": peak / 2**20}
             rows.append(row)

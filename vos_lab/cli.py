@@ -166,10 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heights", default="120,240,360,480", help="attention: frame heights to measure (16:9)")
     p.add_argument("--references", type=int, default=1, help="attention: reference frames")
     p.add_argument("--profile", default="gpu", help="sampler: whose batch size and crop to use")
-    p.add_argument("--features", default="random-resnet18")
+    p.add_argument("--features", default="random-resnet18",
+                   help="propagation: lab, rgb, random-resnet18 (a random stride-8 CNN with 256-d output, standing "
+                        "in for a learned encoder: the speed does not depend on the weights) or a checkpoint .pt")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=854)
-    p.add_argument("--frames", type=int, default=12, help="frames of the synthetic test video")
+    p.add_argument("--frames", type=int, help="propagation: frames of the synthetic video (default: 12) or the "
+                                              "first N of the --davis sequence (default: all)")
+    p.add_argument("--device", default="auto", help="propagation: auto (CUDA when available), cpu or cuda")
     p.add_argument("--davis", type=Path, help="use this DAVIS root instead of a synthetic video")
     p.add_argument("--sequence", help="sequence of --davis to use (default: the first)")
     p.add_argument("--split", default=None)
@@ -312,7 +316,7 @@ def _bench(args: argparse.Namespace) -> int:
         bench_sampler(args.profile)
         return 0
     bench_propagation(args.features, _config(args), args.height, args.width, args.frames,
-                      davis=args.davis, sequence=args.sequence, split=args.split)
+                      davis=args.davis, sequence=args.sequence, split=args.split, device=args.device)
     return 0
 
 

@@ -8,10 +8,11 @@ The protocol is the one of CRW (Jabri et al. 2020, Sec. 3.3) and DINO's video ev
 3. keep the top-k over all context positions jointly, weights = softmax(affinity / tau) over those k;
 4. the target's soft labels are the weighted sum of the context labels; upsample, argmax.
 
-`windowed_propagation` computes step 2-4 only inside the window (`vos_lab.windowed`: tiles of target cells
+`windowed_propagation` computes step 2-4 only inside the window (`vos_lab.attention`: tiles of target cells
 against the reference region around them), so its memory grows with the window, not with the frame size
 squared. `dense_propagation` is the plain version (full affinity per context frame, then mask), for
-teaching, testing and benchmarking. With `roi=True` the long-term references are read through MAST's
+teaching and testing; on small maps it is also the faster one. `propagate_step` is the one place that
+chooses between them. With `roi=True` the long-term references are read through MAST's
 coarse-to-fine ROI localisation (`roi_propagation`); `MEMORY_LAYOUTS` names the memories of chapter 3.
 """
 
@@ -24,14 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vos_lab.attention import combine_candidates, dense_attention, localise, roi_topk, window_topk
 from vos_lab.errors import VosLabError
-from vos_lab.windowed import (
-    combine_candidates,
-    dense_attention,
-    localise,
-    roi_topk,
-    window_topk,
-)
+
+DENSE_CELLS = 1024  # maps up to this many cells propagate with the full affinity (faster at 15 x 27, not at 30 x 54)
 
 
 @dataclass(frozen=True)
@@ -91,14 +88,10 @@ MEMORY_LAYOUTS: dict[str, dict] = {
 
 
 def windowed_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, radius: int,
-                         topk: int, temperature: float, tile: int = 8) -> torch.Tensor:
+                         topk: int, temperature: float) -> torch.Tensor:
     """Soft labels (L, h, w) of the query frame (C, h, w) from context keys (N, C, h, w) and labels
-    (N, L, h, w): top-k over the +-radius windows of all N frames (`vos_lab.windowed`, tiled). Each frame's
-    k best are found first, then the k best of those: the same as one joint top-k, with one frame's
-    windows in memory at a time."""
-    candidates = [window_topk(query[None], keys[None, i: i + 1], labels[None, i: i + 1], radius, topk, tile=tile)
-                  for i in range(keys.shape[0])]
-    return combine_candidates(candidates, temperature, topk)[0]
+    (N, L, h, w): top-k over the +-radius windows of all N frames jointly (`vos_lab.attention.window_topk`)."""
+    return combine_candidates([window_topk(query[None], keys[None], labels[None], radius, topk)], temperature)[0]
 
 
 def dense_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, radius: int | None,
@@ -124,12 +117,13 @@ def roi_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tenso
 
 def propagate_step(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor,
                    config: PropagationConfig, far: int = 0) -> torch.Tensor:
-    """One target frame: windowed when a radius is set, dense over the whole frame otherwise; with
-    `config.roi`, the `far` leading (long-term) references go through ROI localisation."""
+    """One target frame: with `config.roi`, the `far` leading (long-term) references go through ROI
+    localisation; otherwise dense over the whole frame without a radius or on small maps (up to DENSE_CELLS
+    cells, where it is faster), windowed on larger ones (the same result)."""
     if config.roi and far:
         return roi_propagation(query, keys, labels, config, far)
-    if config.radius is None:
-        return dense_propagation(query, keys, labels, None, config.topk, config.temperature)
+    if config.radius is None or query.shape[-2] * query.shape[-1] <= DENSE_CELLS:
+        return dense_propagation(query, keys, labels, config.radius, config.topk, config.temperature)
     return windowed_propagation(query, keys, labels, config.radius, config.topk, config.temperature)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vos_lab.attention import dense_attention, localise, neighbourhood_mask, windowed_attention
 from vos_lab.bench import bench_attention
 from vos_lab.cache import reuse_or_compute
 from vos_lab.course import plots
@@ -53,7 +54,6 @@ from vos_lab.methods.corrflow import sampling_probability
 from vos_lab.methods.mast import drop_ab_channel, dropped_channel
 from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig
 from vos_lab.training.run import train_from_profile
-from vos_lab.windowed import dense_attention, localise, neighbourhood_mask, windowed_attention
 
 lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str, ABLATION_STEPS=int)
 P = lab.profile
@@ -75,7 +75,7 @@ print("training data:", SOURCES, "| checkpoints:", CHECKPOINT_DIR)
 #
 # The most direct implementation gathers every cell's window with `F.unfold`: simple, but it copies the keys
 # $(2R+1)^2$ times. We write it and check it against the dense version (full affinity, then the mask) and
-# the package's `vos_lab.windowed.windowed_attention`, which compares blocks of target cells with the region
+# the package's `vos_lab.attention.windowed_attention`, which compares blocks of target cells with the region
 # around them and never materialises those copies.
 
 # %%

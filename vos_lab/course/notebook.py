@@ -31,10 +31,9 @@ from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.models.encoders import FrameEncoder
 from vos_lab.paths import SOURCE_TREE, course_home, davis_root
 from vos_lab.profiles import PROFILES, Profile, get_profile
-from vos_lab.propagation import PropagationConfig, dense_propagation, propagate_step, propagate_video
+from vos_lab.propagation import PropagationConfig, propagate_video
 from vos_lab.training.checkpoints import load_checkpoint
 
-DENSE_CELLS = 2048  # feature maps up to this many cells propagate with the full affinity (cpu: 30 x 54)
 THREADS = {"smoke": 1}  # torch threads per profile (tiny tensors: threads cost more than they give)
 REPO = course_home()  # the course's working folder: checkpoints/, runs/, relative TRAIN_DATA paths
 SHARED_DAVIS = SOURCE_TREE.parent / "shared" / "data" / "davis2016-dev"  # development data next to the source tree
@@ -195,19 +194,12 @@ def encode_video(encoder: FrameEncoder, frames, device: torch.device | str | Non
     return torch.cat([encoder.encode(frames[t], device) for t in range(len(frames))])
 
 
-def dense_step(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, config: PropagationConfig,
-               far: int = 0) -> torch.Tensor:
-    """One propagation step with the full affinity: the same result as the windowed one, faster on small maps."""
-    return dense_propagation(query, keys, labels, config.radius, config.topk, config.temperature)
-
-
 def propagate_features(features: torch.Tensor, first_ids: np.ndarray, config: PropagationConfig,
                        stride: int = 8, n_labels: int | None = None) -> np.ndarray:
     """Predicted id maps (T, H, W) from precomputed features (T, C, h, w): re-run the protocol with other
-    settings without encoding again. Small maps (up to DENSE_CELLS cells) use the dense step."""
-    small = features.shape[-2] * features.shape[-1] <= DENSE_CELLS and not config.roi
+    settings without encoding again."""
     return np.stack(list(propagate_video(lambda t: features[t], lambda t: t, len(features), first_ids, config,
-                                         stride, n_labels, step=dense_step if small else propagate_step)))
+                                         stride, n_labels)))
 
 
 def jf_scores(videos: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:

@@ -20,7 +20,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from vos_lab.course.notebook import DENSE_CELLS, dense_step
 from vos_lab.course.plots import image_panel, overlay
 from vos_lab.errors import VosLabError
 from vos_lab.models.encoders import FrameEncoder
@@ -115,9 +114,7 @@ class AffinityExplorer:
 
     def propagated_mask(self) -> np.ndarray:
         """The target's id map propagated from the references with the current settings."""
-        h, w = self.features.shape[-2:]
-        step = dense_step if h * w <= DENSE_CELLS else propagate_step
-        soft = step(self.features[self.target], self.features[self.references], self.labels, self.config)
+        soft = propagate_step(self.features[self.target], self.features[self.references], self.labels, self.config)
         return upsample_labels(soft, self.frames.shape[1:3], self.stride).argmax(0).cpu().numpy()
 
     # ------------------------------------------------------------------------------ handlers

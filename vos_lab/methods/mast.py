@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vos_lab.attention import windowed_attention
 from vos_lab.methods.base import Method, Option
-from vos_lab.windowed import windowed_attention
 
 AB_SCALE = 110.0  # |a|, |b| <= about 110 in Lab
 
