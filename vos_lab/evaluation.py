@@ -8,9 +8,6 @@ into place when complete, so a failed or interrupted run never leaves a half-wri
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +20,7 @@ from vos_lab.data.davis import DavisDataset, DavisSequence, read_mask_raw, save_
 from vos_lab.errors import VosLabError
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.models.encoders import FrameEncoder
+from vos_lab.paths import atomic_folder
 from vos_lab.propagation import PropagationConfig, propagate_video
 
 
@@ -51,20 +49,11 @@ def write_sequence(folder: Path, names: Iterable[str], id_maps: Iterable[np.ndar
                    bar: tqdm | None = None) -> None:
     """Write each id map as `folder/<name>.png`, all or nothing: into a temporary folder beside `folder`,
     which then replaces it (and a previous result of the sequence). `bar` counts the frames."""
-    tmp = folder.with_name(f".{folder.name}-{secrets.token_hex(4)}.partial")  # hidden: evaluate never reads it
-    old = tmp.with_suffix(".old")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(folder, replace=True) as tmp:  # hidden while partial: evaluate never reads it
         for name, ids in zip(names, id_maps, strict=True):
             save_palette_png(tmp / f"{name}.png", ids)
             if bar is not None:
                 bar.update(1)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def propagate_dataset(encoder: FrameEncoder, dataset: DavisDataset, out_dir: Path, config: PropagationConfig,

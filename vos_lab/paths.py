@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,6 +165,24 @@ def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+@contextmanager
+def atomic_folder(path: str | Path, replace: bool = False) -> Iterator[Path]:
+    """Fill the yielded temporary folder beside `path` (hidden, named `.<name>.<random>.partial`); when the block
+    ends without an error it is renamed onto `path`, all or nothing, else removed. An existing `path` is
+    replaced when `replace` is set (moved aside first, then deleted), else the rename fails."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=writable_dir(path.parent)))
+    old = tmp.with_suffix(".old")
+    try:
+        yield tmp
+        if replace and path.exists():
+            os.replace(path, old)
+        os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _is_plain(name: str) -> bool:

@@ -13,8 +13,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,7 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from vos_lab.errors import VosLabError
-from vos_lab.paths import fs_error, inside, writable_dir
+from vos_lab.paths import atomic_folder, fs_error, inside, writable_dir
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 META_FILE = "frames.json"
@@ -140,21 +138,17 @@ def extract_frames(video: str | Path, out_dir: str | Path, fps: float | None = N
             raise VosLabError(f"{out_dir}: already exists with other content or settings; "
                               "choose another output folder")
         return int(meta["frames"])
-    parent = writable_dir(out_dir.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=parent))
     try:
-        count = 0
-        for count, frame in enumerate(iter_frames(video, fps=fps, short_side=short_side,
-                                                  max_frames=max_frames), start=1):
-            Image.fromarray(frame).save(tmp / f"{count - 1:05d}.jpg", quality=quality)
-        height, width = frame.shape[:2]
-        (tmp / META_FILE).write_text(json.dumps({**settings, "frames": count, "width": width,
-                                                  "height": height}, indent=1))
-        os.rename(tmp, out_dir)
+        with atomic_folder(out_dir) as tmp:
+            count = 0
+            for count, frame in enumerate(iter_frames(video, fps=fps, short_side=short_side,
+                                                      max_frames=max_frames), start=1):
+                Image.fromarray(frame).save(tmp / f"{count - 1:05d}.jpg", quality=quality)
+            height, width = frame.shape[:2]
+            (tmp / META_FILE).write_text(json.dumps({**settings, "frames": count, "width": width,
+                                                      "height": height}, indent=1))
     except OSError as error:
         raise fs_error(out_dir, error) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return count
 
 
