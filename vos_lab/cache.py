@@ -9,7 +9,6 @@ so it is never taken for a complete one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -18,15 +17,6 @@ from pathlib import Path
 from vos_lab.paths import atomic_path
 
 MANIFEST = "manifest.json"
-
-
-def file_digest(path: str | Path) -> str:
-    """The SHA-256 of a file's content (hex), e.g. of a checkpoint whose features a result comes from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(key: dict) -> dict:

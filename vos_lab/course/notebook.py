@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vos_lab.cache import file_digest, reuse_or_compute
+from vos_lab.cache import reuse_or_compute
 from vos_lab.data.davis import DavisDataset, DavisSequence
+from vos_lab.data.download import file_digest
 from vos_lab.device import pick_device
 from vos_lab.errors import VosLabError
 from vos_lab.evaluation import propagate_dataset
