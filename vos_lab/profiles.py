@@ -14,6 +14,8 @@ import os
 from dataclasses import asdict, dataclass, replace
 
 from vos_lab.errors import VosLabError
+from vos_lab.options import Option
+from vos_lab.training.schedule import SCHEDULES
 
 ENV_VAR = "VOS_LAB_PROFILE"
 
@@ -80,9 +82,6 @@ PROFILES: dict[str, Profile] = {
 def check_field(field: str, value: object) -> object:
     """`value` for the profile field `field`, of the type the profiles give it (None where one of them has
     None), numbers >= 0, `lr_schedule` a known schedule; VosLabError naming the field otherwise."""
-    from vos_lab.methods.base import Option
-    from vos_lab.training.schedule import SCHEDULES
-
     values = [getattr(profile, field) for profile in PROFILES.values()]
     if value is None and None in values:
         return None

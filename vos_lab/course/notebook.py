@@ -27,7 +27,7 @@ from vos_lab.data.davis import DavisDataset, DavisSequence
 from vos_lab.data.download import file_digest
 from vos_lab.device import pick_device
 from vos_lab.errors import VosLabError
-from vos_lab.evaluation import propagate_dataset
+from vos_lab.evaluation import predict_sequence, propagate_dataset
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.models.encoders import FrameEncoder
 from vos_lab.paths import SOURCE_TREE, course_home, davis_root
@@ -212,8 +212,6 @@ def jf_scores(videos: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, flo
 def iter_davis_predictions(encoder: FrameEncoder, sequences: list[DavisSequence],
                            config: PropagationConfig) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """(name, ground-truth ids, predicted ids) of each real sequence, propagated with `encoder`."""
-    from vos_lab.evaluation import predict_sequence
-
     for sequence in sequences:
         gt, void = sequence.masks()
         gt = np.where(void, 0, gt)

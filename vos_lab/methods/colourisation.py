@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from vos_lab.attention import copy_values, flatten_frames, pointer_weights
 from vos_lab.colour import fit_ab_centres, quantise_ab
-from vos_lab.methods.base import Method, Option
+from vos_lab.methods.base import Method
+from vos_lab.options import Option
 
 VARIANTS = {
     # variant: (input space, references per target, channel dropout probability)

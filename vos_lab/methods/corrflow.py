@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from vos_lab.attention import windowed_attention
-from vos_lab.methods.base import Option
 from vos_lab.methods.colourisation import ColourTargetMethod, channel_dropout, colour_nll
+from vos_lab.options import Option
 
 
 def sampling_probability(step: int, start: float = 0.9, end: float = 0.6, steps: int = 2000) -> float:

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from vos_lab.attention import windowed_attention
-from vos_lab.methods.base import Method, Option
+from vos_lab.methods.base import Method
+from vos_lab.options import Option
 
 AB_SCALE = 110.0  # |a|, |b| <= about 110 in Lab
 
