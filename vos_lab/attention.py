@@ -245,28 +245,31 @@ def window_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, r
     where = torch.empty(b, *tiling.blocks, tile * tile, k, dtype=torch.long, device=query.device)
     tied = Ties(values.new_zeros(b, *tiling.blocks, tile * tile), values.new_zeros(b, *tiling.blocks, tile * tile, v))
     crowded = torch.zeros(b, *tiling.blocks, tile * tile, dtype=torch.bool, device=query.device)
-    index = region_index(tiling, query.device)
+    index, inside = region_index(tiling, query.device), target_cells(tiling, query.device)
     flat_values = F.pad(values, tiling.padding).permute(0, 1, 3, 4, 2).reshape(b, -1, v)  # (B, N Hp Wp, V)
     for rows, cols, aff, _ in _window_affinities(query, keys, None, radius, tile, chunk_bytes):
         # The k best lie in the k region rows (of all N regions) with the best maxima: rank the rows first.
         lines = aff.unflatten(-1, (size, size))  # (B, r, c, N, T^2, S, S)
         maxima = lines.amax(-1).transpose(3, 4).flatten(-2)  # (B, r, c, T^2, N S)
-        best_lines = maxima.topk(min(k, n * size), dim=-1).indices
+        ranked = maxima.topk(min(k + 1, n * size), dim=-1)  # one row more: does it reach the k-th best?
+        best_lines = ranked.indices[..., :k]
         line = best_lines.div(size, rounding_mode="floor") * (tile * tile * size) + best_lines % size
         line = line + torch.arange(tile * tile, device=query.device)[:, None] * size  # row in (N, T^2, S)
         candidates = lines.flatten(3, 5).gather(3, line.flatten(-2)[..., None].expand(-1, -1, -1, -1, size))
         candidates = candidates.view(*line.shape[:-1], -1)
-        top, best = candidates.topk(k, dim=-1)  # (B, r, c, T^2, k)
+        top, best = candidates.topk(min(k + 1, candidates.shape[-1]), dim=-1)  # (B, r, c, T^2, k [+ 1])
+        # More than k positions reach the k-th best when the next candidate or the next row's maximum does.
+        reach = torch.cat([top[..., k:], ranked.values[..., k:]], dim=-1) >= top[..., k - 1: k]
+        top, best = top[..., :k], best[..., :k]
         scores[:, rows, cols] = top
         chosen = best_lines.gather(-1, best.div(size, rounding_mode="floor"))  # n S + region row
         cell = chosen % size * size + best % size  # region cell
         regions = index[rows, cols][None, :, :, None].expand(*cell.shape[:-1], -1)
         where[:, rows, cols] = chosen.div(size, rounding_mode="floor") * math.prod(tiling.padded) + regions.gather(
             -1, cell)
-        crowded[:, rows, cols] = _crowded(top, candidates, maxima, best_lines.shape[-1]) & target_cells(
-            tiling, query.device)[rows, cols]
-        _sum_ties(aff, top[..., -1], crowded[:, rows, cols], index[rows, cols], math.prod(tiling.padded), flat_values,
-                  Ties(tied.count[:, rows, cols], tied.values[:, rows, cols]))
+        crowded[:, rows, cols] = reach.any(-1) & (top[..., -1] > float("-inf")) & inside[rows, cols]  # -inf: no weight
+        _sum_ties(aff, maxima, top[..., -1], crowded[:, rows, cols], index[rows, cols], math.prod(tiling.padded),
+                  flat_values, Ties(tied.count[:, rows, cols], tied.values[:, rows, cols]))
     where, scores, crowded = tiling.untile(where), tiling.untile(scores), tiling.untile(crowded)  # (B, h, w, k)
     picked = flat_values.gather(1, where.reshape(b, -1, 1).expand(-1, -1, v)).view(b, h, w, k, v)
     among = (scores == scores[..., -1:]) & crowded[..., None]  # tied candidates, counted in `tied` too
@@ -275,29 +278,30 @@ def window_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, r
     return (scores, picked), ties
 
 
-def _crowded(top: torch.Tensor, candidates: torch.Tensor, maxima: torch.Tensor, lines: int) -> torch.Tensor:
-    """Cells (B, r, c, T^2) with more than k positions at or above their k-th best (top: the k best, B, r, c,
-    T^2, k): more than k in the `lines` ranked rows, or an unranked row whose maximum reaches it (and so
-    equals it). Ties at -inf weigh nothing and are left out."""
-    kth = top[..., -1:]
-    beyond = ((candidates >= kth).sum(-1) > top.shape[-1]) | ((maxima >= kth).sum(-1) > lines)
-    return beyond & (kth[..., 0] > float("-inf"))
-
-
-def _sum_ties(aff: torch.Tensor, kth: torch.Tensor, crowded: torch.Tensor, regions: torch.Tensor, plane: int,
-              flat_values: torch.Tensor, out: Ties) -> None:
-    """For the crowded cells of a chunk (affinities (B, r, c, N, T^2, S^2), k-th best (B, r, c, T^2)), write
-    into `out` (views of the chunk) how many positions of all N windows score exactly the k-th best and the
-    sum of their values. regions: the chunk's `region_index`; plane: cells of one padded map."""
+def _sum_ties(aff: torch.Tensor, maxima: torch.Tensor, kth: torch.Tensor, crowded: torch.Tensor,
+              regions: torch.Tensor, plane: int, flat_values: torch.Tensor, out: Ties) -> None:
+    """For the crowded cells of a chunk, write into `out` (views of the chunk) how many positions of all N
+    windows score exactly the k-th best `kth` (B, r, c, T^2) and the sum of their values; only the region
+    rows whose maximum reaches it are read. aff: the chunk's affinities (B, r, c, N, T^2, S^2), contiguous;
+    maxima: their row maxima (B, r, c, T^2, N S), contiguous; regions: the chunk's `region_index` (r, c,
+    S^2); plane: cells of one padded map."""
     if not crowded.any():
         return
-    bi, ri, ci, ti = crowded.nonzero(as_tuple=True)
-    tied = aff[bi, ri, ci, :, ti] == kth[bi, ri, ci, ti][:, None, None]  # (M, N, S^2)
-    m, ni, si = tied.nonzero(as_tuple=True)
-    position = ni * plane + regions[ri[m], ci[m], si]
-    out.count[bi, ri, ci, ti] = torch.bincount(m, minlength=len(bi)).to(out.count.dtype)
-    out.values[bi, ri, ci, ti] = flat_values.new_zeros(len(bi), flat_values.shape[-1]).index_add_(
-        0, m, flat_values[bi[m], position])
+    _, r, c, n, cells, s2 = aff.shape
+    size, v = math.isqrt(s2), flat_values.shape[-1]
+    cell = crowded.flatten().nonzero()[:, 0]  # (M,) in (B, r, c, T^2)
+    level = kth.reshape(-1)[cell]
+    hit, line = (maxima.view(-1, n * size)[cell] >= level[:, None]).nonzero(as_tuple=True)  # rows reaching it
+    cell, level, ref, y = cell[hit], level[hit], line.div(size, rounding_mode="floor"), line % size
+    block = cell.div(cells, rounding_mode="floor")  # in (B, r, c)
+    rows = aff.view(-1, size)[((block * n + ref) * cells + cell % cells) * size + y]  # (rows, S)
+    hit, x = (rows == level[:, None]).nonzero(as_tuple=True)
+    cell, block, ref = cell[hit], block[hit], ref[hit]
+    position = regions.view(-1)[block % (r * c) * s2 + y[hit] * size + x]
+    picked = flat_values.view(-1, v)[block.div(r * c, rounding_mode="floor") * (flat_values.shape[1]) + ref * plane
+                                     + position]
+    out.count.copy_(torch.bincount(cell, minlength=crowded.numel()).view(crowded.shape))
+    out.values.copy_(flat_values.new_zeros(crowded.numel(), v).index_add_(0, cell, picked).view(*crowded.shape, v))
 
 
 def combine_candidates(candidates: list[Candidates], temperature: float, topk: int | None = None,
