@@ -23,9 +23,10 @@ all N windows (differentiable, as in training); `topk=k` keeps the k best over a
 renormalises (the evaluation protocol), keeping as DINO does every position tied with the k-th best. The k
 best lie in the k region rows (of all N regions) with the highest maxima, so those rows are ranked first and
 the k best taken from them: the same as one joint top-k over all windows, at the cost of one pass (a row
-maximum) over the affinities. Positions tied with the k-th best beyond the k (`Ties`) all weigh the same,
-so they enter as their count and the sum of their values; only the few cells whose rows hold more than k
-positions at or above the k-th best are searched for them.
+maximum) over the affinities. Positions tied with the k-th best beyond the k (`Ties`; tied as in DINO: equal
+weights exp(score / tau) in float32, `dino_weight`) all weigh the same, so they enter as their count and the
+sum of their values; only the few cells where one more candidate or one more row reaches the k-th best's
+weight are searched for them, in the rows that reach it.
 """
 
 from __future__ import annotations
@@ -221,10 +222,17 @@ def _phases(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, dilat
             yield ys, xs, query[..., ys, xs], keys[..., ys, xs], values[..., ys, xs]
 
 
+def dino_weight(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """exp(score / tau), computed as DINO's evaluation does: positions tie with the k-th best when these
+    weights (float32) are equal, even if their scores differ in the last bits."""
+    return torch.exp(scores / temperature)
+
+
 def window_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, radius: int, topk: int,
-                dilation: int = 1, tile: int = TILE, chunk_bytes: int = CHUNK_BYTES) -> tuple[Candidates, Ties]:
+                temperature: float, dilation: int = 1, tile: int = TILE,
+                chunk_bytes: int = CHUNK_BYTES) -> tuple[Candidates, Ties]:
     """The k best affinities over all N windows of each target cell and the values they point at, and the
-    positions tied with the k-th best beyond them."""
+    positions tied with the k-th best beyond them (tied: the same weight `dino_weight`)."""
     keys, values = _with_references(keys), _with_references(values)
     b, _, h, w = query.shape
     n, v = values.shape[1], values.shape[2]
@@ -234,7 +242,8 @@ def window_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, r
         picked = values.new_zeros(b, h, w, k, v)
         ties = Ties(values.new_zeros(b, h, w), values.new_zeros(b, h, w, v))
         for ys, xs, q, kk, vv in _phases(query, keys, values, dilation):
-            (part_scores, part_picked), part_ties = window_topk(q, kk, vv, radius, topk, 1, tile, chunk_bytes)
+            (part_scores, part_picked), part_ties = window_topk(q, kk, vv, radius, topk, temperature, 1, tile,
+                                                                 chunk_bytes)
             scores[:, ys, xs, : part_scores.shape[-1]] = part_scores
             picked[:, ys, xs, : part_scores.shape[-1]] = part_picked
             ties.count[:, ys, xs], ties.values[:, ys, xs] = part_ties
@@ -259,7 +268,8 @@ def window_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, r
         candidates = candidates.view(*line.shape[:-1], -1)
         top, best = candidates.topk(min(k + 1, candidates.shape[-1]), dim=-1)  # (B, r, c, T^2, k [+ 1])
         # More than k positions reach the k-th best when the next candidate or the next row's maximum does.
-        reach = torch.cat([top[..., k:], ranked.values[..., k:]], dim=-1) >= top[..., k - 1: k]
+        following = dino_weight(torch.cat([top[..., k:], ranked.values[..., k:]], dim=-1), temperature)
+        reach = following >= dino_weight(top[..., k - 1: k], temperature)
         top, best = top[..., :k], best[..., :k]
         scores[:, rows, cols] = top
         chosen = best_lines.gather(-1, best.div(size, rounding_mode="floor"))  # n S + region row
@@ -268,21 +278,22 @@ def window_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, r
         where[:, rows, cols] = chosen.div(size, rounding_mode="floor") * math.prod(tiling.padded) + regions.gather(
             -1, cell)
         crowded[:, rows, cols] = reach.any(-1) & (top[..., -1] > float("-inf")) & inside[rows, cols]  # -inf: no weight
-        _sum_ties(aff, maxima, top[..., -1], crowded[:, rows, cols], index[rows, cols], math.prod(tiling.padded),
-                  flat_values, Ties(tied.count[:, rows, cols], tied.values[:, rows, cols]))
+        _sum_ties(aff, maxima, top[..., -1], temperature, crowded[:, rows, cols], index[rows, cols],
+                  math.prod(tiling.padded), flat_values, Ties(tied.count[:, rows, cols], tied.values[:, rows, cols]))
     where, scores, crowded = tiling.untile(where), tiling.untile(scores), tiling.untile(crowded)  # (B, h, w, k)
     picked = flat_values.gather(1, where.reshape(b, -1, 1).expand(-1, -1, v)).view(b, h, w, k, v)
-    among = (scores == scores[..., -1:]) & crowded[..., None]  # tied candidates, counted in `tied` too
+    weights = dino_weight(scores, temperature)
+    among = (weights == weights[..., -1:]) & crowded[..., None]  # tied candidates, counted in `tied` too
     ties = Ties(tiling.untile(tied.count) - among.sum(-1),
                 tiling.untile(tied.values) - (picked * among[..., None]).sum(-2))
     return (scores, picked), ties
 
 
-def _sum_ties(aff: torch.Tensor, maxima: torch.Tensor, kth: torch.Tensor, crowded: torch.Tensor,
+def _sum_ties(aff: torch.Tensor, maxima: torch.Tensor, kth: torch.Tensor, temperature: float, crowded: torch.Tensor,
               regions: torch.Tensor, plane: int, flat_values: torch.Tensor, out: Ties) -> None:
     """For the crowded cells of a chunk, write into `out` (views of the chunk) how many positions of all N
-    windows score exactly the k-th best `kth` (B, r, c, T^2) and the sum of their values; only the region
-    rows whose maximum reaches it are read. aff: the chunk's affinities (B, r, c, N, T^2, S^2), contiguous;
+    windows weigh exactly as much as the k-th best `kth` (B, r, c, T^2) and the sum of their values; only the
+    region rows whose maximum reaches it are read. aff: the chunk's affinities (B, r, c, N, T^2, S^2), contiguous;
     maxima: their row maxima (B, r, c, T^2, N S), contiguous; regions: the chunk's `region_index` (r, c,
     S^2); plane: cells of one padded map."""
     if not crowded.any():
@@ -290,12 +301,13 @@ def _sum_ties(aff: torch.Tensor, maxima: torch.Tensor, kth: torch.Tensor, crowde
     _, r, c, n, cells, s2 = aff.shape
     size, v = math.isqrt(s2), flat_values.shape[-1]
     cell = crowded.flatten().nonzero()[:, 0]  # (M,) in (B, r, c, T^2)
-    level = kth.reshape(-1)[cell]
-    hit, line = (maxima.view(-1, n * size)[cell] >= level[:, None]).nonzero(as_tuple=True)  # rows reaching it
+    level = dino_weight(kth.reshape(-1)[cell], temperature)
+    reach = dino_weight(maxima.view(-1, n * size)[cell], temperature) >= level[:, None]
+    hit, line = reach.nonzero(as_tuple=True)  # the rows reaching it
     cell, level, ref, y = cell[hit], level[hit], line.div(size, rounding_mode="floor"), line % size
     block = cell.div(cells, rounding_mode="floor")  # in (B, r, c)
     rows = aff.view(-1, size)[((block * n + ref) * cells + cell % cells) * size + y]  # (rows, S)
-    hit, x = (rows == level[:, None]).nonzero(as_tuple=True)
+    hit, x = (dino_weight(rows, temperature) == level[:, None]).nonzero(as_tuple=True)
     cell, block, ref = cell[hit], block[hit], ref[hit]
     position = regions.view(-1)[block % (r * c) * s2 + y[hit] * size + x]
     picked = flat_values.view(-1, v)[block.div(r * c, rounding_mode="floor") * (flat_values.shape[1]) + ref * plane
@@ -328,7 +340,7 @@ def windowed_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Te
                        chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """Attention restricted to a (2R+1)^2 window (dilation d) of each reference: (B, V, h, w)."""
     if topk is not None:
-        candidates, ties = window_topk(query, keys, values, radius, topk, dilation, tile, chunk_bytes)
+        candidates, ties = window_topk(query, keys, values, radius, topk, temperature, dilation, tile, chunk_bytes)
         return combine_candidates([candidates], temperature, ties=ties)
     keys, values = _with_references(keys), _with_references(values)
     b, _, h, w = query.shape
@@ -357,8 +369,10 @@ def dense_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
     aff = torch.einsum("bcq,bnck->bqnk", query.flatten(2), keys.flatten(3))
     aff = aff.masked_fill(~neighbourhood_mask(h, w, radius, query.device, dilation)[None, :, None, :], float("-inf"))
     scores = aff.reshape(b, h * w, n * h * w)
-    if topk is not None:  # as DINO: every position at or above the k-th best
-        scores = scores.masked_fill(scores < scores.topk(min(topk, n * h * w), dim=-1).values[..., -1:], float("-inf"))
+    if topk is not None:  # as DINO: every position weighing at least as much as the k-th best
+        weights = dino_weight(scores, temperature)
+        kth = weights.topk(min(topk, n * h * w), dim=-1).values[..., -1:]
+        scores = scores.masked_fill(weights < kth, float("-inf"))
     weights = torch.softmax(scores / temperature, dim=-1)
     out = torch.bmm(weights, values.flatten(3).transpose(2, 3).reshape(b, n * h * w, v))  # (B, hw, V)
     return out.transpose(1, 2).reshape(b, v, h, w)

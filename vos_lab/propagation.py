@@ -5,8 +5,9 @@ The protocol is the one of CRW (Jabri et al. 2020, Sec. 3.3) and DINO's video ev
 1. context = the first frame (with its ground-truth labels) + the n most recent frames (with their
    *soft* predicted labels), optionally more long-term frames (MAST's memory, Lai et al. 2020 Sec. 3.3);
 2. affinity between L2-normalised features, restricted to a +-radius neighbourhood of feature cells;
-3. keep the top-k over all context positions jointly (and, as DINO, every position tied with the k-th best),
-   weights = softmax(affinity / tau) over those kept (DINO's exp(affinity / tau), renormalised);
+3. keep the top-k over all context positions jointly and, as DINO, every position whose weight
+   exp(affinity / tau) equals the k-th best's; weights = softmax(affinity / tau) over those kept (DINO's
+   exp(affinity / tau), renormalised);
 4. the target's soft labels are the weighted sum of the context labels; upsample, argmax.
 
 `windowed_propagation` computes step 2-4 only inside the window (`vos_lab.attention`: tiles of target cells
@@ -93,7 +94,7 @@ def windowed_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.
     """Soft labels (L, h, w) of the query frame (C, h, w) from context keys (N, C, h, w) and labels
     (N, L, h, w): top-k over the +-radius windows of all N frames jointly (`vos_lab.attention.window_topk`),
     with every position tied with the k-th best, as DINO."""
-    candidates, ties = window_topk(query[None], keys[None], labels[None], radius, topk)
+    candidates, ties = window_topk(query[None], keys[None], labels[None], radius, topk, temperature)
     return combine_candidates([candidates], temperature, ties=ties)[0]
 
 
@@ -116,7 +117,7 @@ def roi_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tenso
     centres = localise(q, k[:, :far], radius, config.roi_dilation, config.temperature, config.topk)
     candidates = [roi_topk(q, k[:, :far], v[:, :far], centres, radius, config.topk)]
     if far < keys.shape[0]:
-        candidates.append(window_topk(q, k[:, far:], v[:, far:], radius, config.topk)[0])
+        candidates.append(window_topk(q, k[:, far:], v[:, far:], radius, config.topk, config.temperature)[0])
     return combine_candidates(candidates, config.temperature, config.topk)[0]
 
 
