@@ -143,3 +143,46 @@ def test_encoders_have_stride_8_and_unit_norm():
 def test_unknown_features_is_a_clear_error():
     with pytest.raises(VosLabError, match="unknown features 'sift'"):
         build_encoder("sift")
+
+
+def _tied_problem(h, w, n, channels=4, labels=3, seed=0):
+    """Features with entries in {-0.5, 0, 0.5}: every affinity is an exact multiple of 0.25, so many positions
+    tie with the k-th best (as flat image regions do with Lab features)."""
+    generator = torch.Generator().manual_seed(seed)
+    query = torch.randint(-1, 2, (channels, h, w), generator=generator) / 2
+    keys = torch.randint(-1, 2, (n, channels, h, w), generator=generator) / 2
+    soft = torch.softmax(torch.randn(n, labels, h, w, generator=generator), dim=1)
+    return query, keys, soft
+
+
+@pytest.mark.parametrize("h,w,radius,n,topk", [(13, 17, 3, 3, 5), (20, 35, 12, 8, 5), (9, 30, 2, 2, 1),
+                                               (16, 16, 5, 1, 40), (7, 30, 2, 1, 200), (31, 40, 4, 4, 10)])
+def test_ties_at_the_kth_score_are_all_kept_as_in_dino(h, w, radius, n, topk):
+    from vos_lab.bench import dino_propagation
+
+    query, keys, soft = _tied_problem(h, w, n)
+    dino = dino_propagation(query, keys, soft, radius, topk, 0.1)
+    for step in (windowed_propagation, dense_propagation):
+        out = step(query, keys, soft, radius, topk, 0.1)
+        assert torch.allclose(out, dino, atol=1e-6), step.__name__
+        assert torch.equal(out.argmax(0), dino.argmax(0)), step.__name__
+
+
+@pytest.mark.parametrize("h,w,radius,n,topk", [(13, 17, 3, 3, 5), (9, 30, 2, 2, 1), (16, 16, 5, 1, 40)])
+def test_ties_are_judged_on_dinos_weights(h, w, radius, n, topk):
+    # Affinities that are consecutive float32 numbers just below 1: some differ in the last bit while their
+    # weights exp(affinity / 0.1) are equal, so DINO keeps both.
+    from vos_lab.bench import dino_propagation
+
+    generator = torch.Generator().manual_seed(0)
+    close = torch.tensor([0.999999], dtype=torch.float32)
+    for _ in range(12):
+        close = torch.cat([close, torch.nextafter(close[-1:], torch.tensor([2.0]))])
+    query = torch.ones(1, h, w)
+    keys = close[torch.randint(0, len(close), (n, 1, h, w), generator=generator)]
+    soft = torch.softmax(torch.randn(n, 2, h, w, generator=generator), dim=1)
+    dino = dino_propagation(query, keys, soft, radius, topk, 0.1)
+    for step in (windowed_propagation, dense_propagation):
+        out = step(query, keys, soft, radius, topk, 0.1)
+        assert torch.allclose(out, dino, atol=1e-6), step.__name__
+        assert torch.equal(out.argmax(0), dino.argmax(0)), step.__name__

@@ -128,3 +128,22 @@ def test_attention_benchmark_measures_both():
     for name in ("dense", "windowed"):
         seconds, peak = _attention_run(name, (8, 10), 8, 2, 2, 5, "cpu", 1)
         assert seconds > 0 and peak >= 0
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2**30])
+@pytest.mark.parametrize("n,h,w,radius,dilation,topk", [(3, 13, 17, 3, 1, 5), (2, 11, 19, 3, 2, 4),
+                                                        (1, 9, 9, 2, 1, 30)])
+def test_windowed_keeps_ties_like_dense(n, h, w, radius, dilation, topk, chunk_bytes):
+    # Integer features: affinities tie exactly; every position tied with the k-th best is kept by both.
+    g = torch.Generator().manual_seed(1)
+    query, keys = torch.randint(-1, 2, (2, 4, h, w), generator=g), torch.randint(-1, 2, (2, n, 4, h, w), generator=g)
+    values = torch.randn(2, n, 3, h, w, generator=g)
+    windowed = windowed_attention(query.float(), keys.float(), values, radius, 0.5, topk, dilation,
+                                  chunk_bytes=chunk_bytes)
+    dense = dense_attention(query.float(), keys.float(), values, radius, 0.5, topk, dilation)
+    aff = torch.einsum("bcq,bnck->bqnk", query.flatten(2).float(), keys.flatten(3).float())
+    aff = aff.masked_fill(~neighbourhood_mask(h, w, radius, None, dilation)[None, :, None], float("-inf")).flatten(2)
+    kept = aff >= aff.topk(topk, dim=-1).values[..., -1:]
+    expected = torch.einsum("bqk,bkv->bvq", torch.softmax(aff.masked_fill(~kept, float("-inf")) / 0.5, dim=-1),
+                            values.permute(0, 1, 3, 4, 2).reshape(2, -1, 3)).reshape(2, 3, h, w)
+    assert torch.allclose(dense, expected, atol=1e-5) and torch.allclose(windowed, expected, atol=1e-5)

@@ -20,9 +20,13 @@ is the plain version (the full affinity, then the mask) for teaching and testing
 Shapes: query (B, C, h, w); keys (B, N, C, h, w) and values (B, N, V, h, w) for N references (4-D keys
 and values mean N = 1); the result is (B, V, h, w). `topk=None` is a softmax over every valid position of
 all N windows (differentiable, as in training); `topk=k` keeps the k best over all windows jointly and
-renormalises (the evaluation protocol). The k best lie in the k region rows (of all N regions) with the
-highest maxima, so those rows are ranked first and the k best taken from them: the same as one joint top-k
-over all windows, at the cost of one pass (a row maximum) over the affinities.
+renormalises (the evaluation protocol), keeping as DINO does every position tied with the k-th best. The k
+best lie in the k region rows (of all N regions) with the highest maxima, so those rows are ranked first and
+the k best taken from them: the same as one joint top-k over all windows, at the cost of one pass (a row
+maximum) over the affinities. Positions tied with the k-th best beyond the k (`Ties`; tied as in DINO: equal
+weights exp(score / tau) in float32, `dino_weight`) all weigh the same, so they enter as their count and the
+sum of their values; only the few cells where one more candidate or one more row reaches the k-th best's
+weight are searched for them, in the rows that reach it.
 """
 
 from __future__ import annotations
@@ -31,11 +35,21 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 Candidates = tuple[torch.Tensor, torch.Tensor]  # scores (B, h, w, k) and their values (B, h, w, k, V)
+
+
+class Ties(NamedTuple):
+    """The positions scoring exactly the k-th best beyond the k candidates (DINO keeps them all): how many
+    (B, h, w) and the sum of their values (B, h, w, V)."""
+
+    count: torch.Tensor
+    values: torch.Tensor
+
 CHUNK_BYTES = 16 * 2**20  # working memory of one chunk of blocks in `windowed_attention` / `window_topk`
 TILE = 8  # target cells per block side
 
@@ -118,6 +132,15 @@ class Tiling:
 
 
 @functools.lru_cache(maxsize=16)
+def target_cells(tiling: Tiling, device: torch.device) -> torch.Tensor:
+    """(ty, tx, tile^2) bool: the block cells inside the frame (the others are cropped at the end)."""
+    (ty, tx), tile = tiling.blocks, tiling.tile
+    ys = torch.arange(ty * tile, device=device).view(ty, 1, tile, 1) < tiling.h
+    xs = torch.arange(tx * tile, device=device).view(1, tx, 1, tile) < tiling.w
+    return (ys & xs).flatten(-2)
+
+
+@functools.lru_cache(maxsize=16)
 def window_bias(tiling: Tiling, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(ty, tx, tile^2, S^2): 0 where a block cell's window meets its block's region inside the frame, -inf
     elsewhere; built once per geometry. Block cells beyond the frame (cropped later) see their whole region,
@@ -128,8 +151,7 @@ def window_bias(tiling: Tiling, device: torch.device, dtype: torch.dtype) -> tor
     window = (near[:, None, :, None] & near[None, :, None, :]).reshape(tile * tile, -1)
     frame = F.pad(torch.ones(tiling.h, tiling.w, device=device), tiling.padding)
     inside = tiling.regions(frame) > 0  # (ty, tx, S, S)
-    target = inside[:, :, span: span + tile, span: span + tile].flatten(-2)  # (ty, tx, T^2): cells in the frame
-    valid = (window & inside.flatten(-2)[:, :, None, :]) | ~target[..., None]
+    valid = (window & inside.flatten(-2)[:, :, None, :]) | ~target_cells(tiling, device)[..., None]
     return torch.zeros(valid.shape, device=device, dtype=dtype).masked_fill_(~valid, float("-inf"))
 
 
@@ -200,9 +222,17 @@ def _phases(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, dilat
             yield ys, xs, query[..., ys, xs], keys[..., ys, xs], values[..., ys, xs]
 
 
+def dino_weight(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """exp(score / tau), computed as DINO's evaluation does: positions tie with the k-th best when these
+    weights (float32) are equal, even if their scores differ in the last bits."""
+    return torch.exp(scores / temperature)
+
+
 def window_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, radius: int, topk: int,
-                dilation: int = 1, tile: int = TILE, chunk_bytes: int = CHUNK_BYTES) -> Candidates:
-    """The k best affinities over all N windows of each target cell and the values they point at."""
+                temperature: float, dilation: int = 1, tile: int = TILE,
+                chunk_bytes: int = CHUNK_BYTES) -> tuple[Candidates, Ties]:
+    """The k best affinities over all N windows of each target cell and the values they point at, and the
+    positions tied with the k-th best beyond them (tied: the same weight `dino_weight`)."""
     keys, values = _with_references(keys), _with_references(values)
     b, _, h, w = query.shape
     n, v = values.shape[1], values.shape[2]
@@ -210,45 +240,99 @@ def window_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, r
         k = min(topk, n * (2 * radius + 1) ** 2)
         scores = query.new_full((b, h, w, k), float("-inf"))
         picked = values.new_zeros(b, h, w, k, v)
+        ties = Ties(values.new_zeros(b, h, w), values.new_zeros(b, h, w, v))
         for ys, xs, q, kk, vv in _phases(query, keys, values, dilation):
-            part_scores, part_picked = window_topk(q, kk, vv, radius, topk, 1, tile, chunk_bytes)
+            (part_scores, part_picked), part_ties = window_topk(q, kk, vv, radius, topk, temperature, 1, tile,
+                                                                 chunk_bytes)
             scores[:, ys, xs, : part_scores.shape[-1]] = part_scores
             picked[:, ys, xs, : part_scores.shape[-1]] = part_picked
-        return scores, picked
+            ties.count[:, ys, xs], ties.values[:, ys, xs] = part_ties
+        return (scores, picked), ties
     tiling = Tiling(h, w, tile, radius)
     size, k = tiling.size, min(topk, n * tiling.size**2)
     scores = query.new_empty(b, *tiling.blocks, tile * tile, k)
     where = torch.empty(b, *tiling.blocks, tile * tile, k, dtype=torch.long, device=query.device)
-    index = region_index(tiling, query.device)
+    tied = Ties(values.new_zeros(b, *tiling.blocks, tile * tile), values.new_zeros(b, *tiling.blocks, tile * tile, v))
+    crowded = torch.zeros(b, *tiling.blocks, tile * tile, dtype=torch.bool, device=query.device)
+    index, inside = region_index(tiling, query.device), target_cells(tiling, query.device)
+    flat_values = F.pad(values, tiling.padding).permute(0, 1, 3, 4, 2).reshape(b, -1, v)  # (B, N Hp Wp, V)
     for rows, cols, aff, _ in _window_affinities(query, keys, None, radius, tile, chunk_bytes):
         # The k best lie in the k region rows (of all N regions) with the best maxima: rank the rows first.
         lines = aff.unflatten(-1, (size, size))  # (B, r, c, N, T^2, S, S)
-        best_lines = lines.amax(-1).transpose(3, 4).flatten(-2).topk(min(k, n * size), dim=-1).indices
+        maxima = lines.amax(-1).transpose(3, 4).flatten(-2)  # (B, r, c, T^2, N S)
+        ranked = maxima.topk(min(k + 1, n * size), dim=-1)  # one row more: does it reach the k-th best?
+        best_lines = ranked.indices[..., :k]
         line = best_lines.div(size, rounding_mode="floor") * (tile * tile * size) + best_lines % size
         line = line + torch.arange(tile * tile, device=query.device)[:, None] * size  # row in (N, T^2, S)
         candidates = lines.flatten(3, 5).gather(3, line.flatten(-2)[..., None].expand(-1, -1, -1, -1, size))
-        scores[:, rows, cols], best = candidates.view(*line.shape[:-1], -1).topk(k, dim=-1)  # (B, r, c, T^2, k)
+        candidates = candidates.view(*line.shape[:-1], -1)
+        top, best = candidates.topk(min(k + 1, candidates.shape[-1]), dim=-1)  # (B, r, c, T^2, k [+ 1])
+        # More than k positions reach the k-th best when the next candidate or the next row's maximum does.
+        following = dino_weight(torch.cat([top[..., k:], ranked.values[..., k:]], dim=-1), temperature)
+        reach = following >= dino_weight(top[..., k - 1: k], temperature)
+        top, best = top[..., :k], best[..., :k]
+        scores[:, rows, cols] = top
         chosen = best_lines.gather(-1, best.div(size, rounding_mode="floor"))  # n S + region row
         cell = chosen % size * size + best % size  # region cell
         regions = index[rows, cols][None, :, :, None].expand(*cell.shape[:-1], -1)
         where[:, rows, cols] = chosen.div(size, rounding_mode="floor") * math.prod(tiling.padded) + regions.gather(
             -1, cell)
-    flat_values = F.pad(values, tiling.padding).permute(0, 1, 3, 4, 2).reshape(b, -1, v)  # (B, N Hp Wp, V)
-    where = tiling.untile(where)  # (B, h, w, k)
+        crowded[:, rows, cols] = reach.any(-1) & (top[..., -1] > float("-inf")) & inside[rows, cols]  # -inf: no weight
+        _sum_ties(aff, maxima, top[..., -1], temperature, crowded[:, rows, cols], index[rows, cols],
+                  math.prod(tiling.padded), flat_values, Ties(tied.count[:, rows, cols], tied.values[:, rows, cols]))
+    where, scores, crowded = tiling.untile(where), tiling.untile(scores), tiling.untile(crowded)  # (B, h, w, k)
     picked = flat_values.gather(1, where.reshape(b, -1, 1).expand(-1, -1, v)).view(b, h, w, k, v)
-    return tiling.untile(scores), picked
+    weights = dino_weight(scores, temperature)
+    among = (weights == weights[..., -1:]) & crowded[..., None]  # tied candidates, counted in `tied` too
+    ties = Ties(tiling.untile(tied.count) - among.sum(-1),
+                tiling.untile(tied.values) - (picked * among[..., None]).sum(-2))
+    return (scores, picked), ties
 
 
-def combine_candidates(candidates: list[Candidates], temperature: float, topk: int | None = None) -> torch.Tensor:
+def _sum_ties(aff: torch.Tensor, maxima: torch.Tensor, kth: torch.Tensor, temperature: float, crowded: torch.Tensor,
+              regions: torch.Tensor, plane: int, flat_values: torch.Tensor, out: Ties) -> None:
+    """For the crowded cells of a chunk, write into `out` (views of the chunk) how many positions of all N
+    windows weigh exactly as much as the k-th best `kth` (B, r, c, T^2) and the sum of their values; only the
+    region rows whose maximum reaches it are read. aff: the chunk's affinities (B, r, c, N, T^2, S^2), contiguous;
+    maxima: their row maxima (B, r, c, T^2, N S), contiguous; regions: the chunk's `region_index` (r, c,
+    S^2); plane: cells of one padded map."""
+    if not crowded.any():
+        return
+    _, r, c, n, cells, s2 = aff.shape
+    size, v = math.isqrt(s2), flat_values.shape[-1]
+    cell = crowded.flatten().nonzero()[:, 0]  # (M,) in (B, r, c, T^2)
+    level = dino_weight(kth.reshape(-1)[cell], temperature)
+    reach = dino_weight(maxima.view(-1, n * size)[cell], temperature) >= level[:, None]
+    hit, line = reach.nonzero(as_tuple=True)  # the rows reaching it
+    cell, level, ref, y = cell[hit], level[hit], line.div(size, rounding_mode="floor"), line % size
+    block = cell.div(cells, rounding_mode="floor")  # in (B, r, c)
+    rows = aff.view(-1, size)[((block * n + ref) * cells + cell % cells) * size + y]  # (rows, S)
+    hit, x = (dino_weight(rows, temperature) == level[:, None]).nonzero(as_tuple=True)
+    cell, block, ref = cell[hit], block[hit], ref[hit]
+    position = regions.view(-1)[block % (r * c) * s2 + y[hit] * size + x]
+    picked = flat_values.view(-1, v)[block.div(r * c, rounding_mode="floor") * (flat_values.shape[1]) + ref * plane
+                                     + position]
+    out.count.copy_(torch.bincount(cell, minlength=crowded.numel()).view(crowded.shape))
+    out.values.copy_(flat_values.new_zeros(crowded.numel(), v).index_add_(0, cell, picked).view(*crowded.shape, v))
+
+
+def combine_candidates(candidates: list[Candidates], temperature: float, topk: int | None = None,
+                       ties: Ties | None = None) -> torch.Tensor:
     """Candidates from several sets of references -> (B, V, h, w): keep the k best of all jointly (all when
-    topk is None), weights softmax(score / tau) over them, weighted sum of their values."""
+    topk is None), weights softmax(score / tau) over them, weighted sum of their values. `ties` (of a single
+    set, from `window_topk`) are further positions scoring exactly the lowest candidate, each weighing as much."""
     scores = torch.cat([s for s, _ in candidates], dim=-1)
     values = torch.cat([v for _, v in candidates], dim=-2)
     if topk is not None and topk < scores.shape[-1]:
         scores, index = scores.topk(topk, dim=-1)
         values = values.gather(-2, index[..., None].expand(*index.shape, values.shape[-1]))
-    weights = torch.softmax(scores / temperature, dim=-1)
-    return torch.einsum("bhwk,bhwkv->bvhw", weights, values)
+    best = scores.amax(-1, keepdim=True)
+    weights = torch.exp((scores - best) / temperature)  # softmax(score / tau), normalised below
+    out, total = torch.einsum("bhwk,bhwkv->bhwv", weights, values), weights.sum(-1)
+    if ties is not None:
+        tie = torch.exp((scores.amin(-1) - best[..., 0]) / temperature)  # the weight of each tied position
+        out, total = out + tie[..., None] * ties.values, total + tie * ties.count
+    return (out / total[..., None]).permute(0, 3, 1, 2)
 
 
 def windowed_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, radius: int,
@@ -256,8 +340,8 @@ def windowed_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Te
                        chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """Attention restricted to a (2R+1)^2 window (dilation d) of each reference: (B, V, h, w)."""
     if topk is not None:
-        candidates = window_topk(query, keys, values, radius, topk, dilation, tile, chunk_bytes)
-        return combine_candidates([candidates], temperature)
+        candidates, ties = window_topk(query, keys, values, radius, topk, temperature, dilation, tile, chunk_bytes)
+        return combine_candidates([candidates], temperature, ties=ties)
     keys, values = _with_references(keys), _with_references(values)
     b, _, h, w = query.shape
     if dilation > 1:
@@ -277,19 +361,21 @@ def windowed_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Te
 def dense_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, radius: int | None,
                     temperature: float, topk: int | None = None, dilation: int = 1) -> torch.Tensor:
     """The plain version: the full (h w) x (N h w) affinity, positions outside the window masked, softmax
-    (over the top-k when given), weighted sum of values. radius None = the whole frame."""
+    (over the top-k and every position tied with the k-th best when topk is given), weighted sum of values.
+    radius None = the whole frame."""
     keys, values = _with_references(keys), _with_references(values)
     b, c, h, w = query.shape
     n, v = keys.shape[1], values.shape[2]
     aff = torch.einsum("bcq,bnck->bqnk", query.flatten(2), keys.flatten(3))
     aff = aff.masked_fill(~neighbourhood_mask(h, w, radius, query.device, dilation)[None, :, None, :], float("-inf"))
-    flat_values = values.flatten(3).transpose(2, 3).reshape(b, 1, 1, n * h * w, v)  # (B, 1, 1, N hw, V)
-    scores = aff.reshape(b, h, w, n * h * w)
-    if topk is None:
-        return combine_candidates([(scores, flat_values.expand(b, h, w, -1, -1))], temperature)
-    scores, index = scores.topk(min(topk, n * h * w), dim=-1)
-    picked = flat_values.expand(b, h, w, -1, -1).gather(3, index[..., None].expand(*index.shape, v))
-    return combine_candidates([(scores, picked)], temperature)
+    scores = aff.reshape(b, h * w, n * h * w)
+    if topk is not None:  # as DINO: every position weighing at least as much as the k-th best
+        weights = dino_weight(scores, temperature)
+        kth = weights.topk(min(topk, n * h * w), dim=-1).values[..., -1:]
+        scores = scores.masked_fill(weights < kth, float("-inf"))
+    weights = torch.softmax(scores / temperature, dim=-1)
+    out = torch.bmm(weights, values.flatten(3).transpose(2, 3).reshape(b, n * h * w, v))  # (B, hw, V)
+    return out.transpose(1, 2).reshape(b, v, h, w)
 
 
 def coordinate_grid(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:

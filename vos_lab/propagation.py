@@ -5,7 +5,9 @@ The protocol is the one of CRW (Jabri et al. 2020, Sec. 3.3) and DINO's video ev
 1. context = the first frame (with its ground-truth labels) + the n most recent frames (with their
    *soft* predicted labels), optionally more long-term frames (MAST's memory, Lai et al. 2020 Sec. 3.3);
 2. affinity between L2-normalised features, restricted to a +-radius neighbourhood of feature cells;
-3. keep the top-k over all context positions jointly, weights = softmax(affinity / tau) over those k;
+3. keep the top-k over all context positions jointly and, as DINO, every position whose weight
+   exp(affinity / tau) equals the k-th best's; weights = softmax(affinity / tau) over those kept (DINO's
+   exp(affinity / tau), renormalised);
 4. the target's soft labels are the weighted sum of the context labels; upsample, argmax.
 
 `windowed_propagation` computes step 2-4 only inside the window (`vos_lab.attention`: tiles of target cells
@@ -90,8 +92,10 @@ MEMORY_LAYOUTS: dict[str, dict] = {
 def windowed_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, radius: int,
                          topk: int, temperature: float) -> torch.Tensor:
     """Soft labels (L, h, w) of the query frame (C, h, w) from context keys (N, C, h, w) and labels
-    (N, L, h, w): top-k over the +-radius windows of all N frames jointly (`vos_lab.attention.window_topk`)."""
-    return combine_candidates([window_topk(query[None], keys[None], labels[None], radius, topk)], temperature)[0]
+    (N, L, h, w): top-k over the +-radius windows of all N frames jointly (`vos_lab.attention.window_topk`),
+    with every position tied with the k-th best, as DINO."""
+    candidates, ties = window_topk(query[None], keys[None], labels[None], radius, topk, temperature)
+    return combine_candidates([candidates], temperature, ties=ties)[0]
 
 
 def dense_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, radius: int | None,
@@ -105,13 +109,15 @@ def roi_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tenso
     """MAST's memory read-out (Lai et al. 2020, Sec. 3.3): the first `far` references (the long-term ones)
     are first searched coarsely (window of +-radius cells at dilation `roi_dilation`) to locate each target
     cell, then attended finely in the +-radius window around that location (the ROI); the near ones in the
-    window around the cell itself. One joint top-k and softmax over all candidates."""
+    window around the cell itself. One joint top-k and softmax over all candidates: exactly k, unlike the
+    other steps, which also keep every position tied with the k-th best (ties across the two kinds of window
+    would cost a second search)."""
     radius = config.radius if config.radius is not None else max(query.shape[-2:])
     q, k, v = query[None], keys[None], labels[None]
     centres = localise(q, k[:, :far], radius, config.roi_dilation, config.temperature, config.topk)
     candidates = [roi_topk(q, k[:, :far], v[:, :far], centres, radius, config.topk)]
     if far < keys.shape[0]:
-        candidates.append(window_topk(q, k[:, far:], v[:, far:], radius, config.topk))
+        candidates.append(window_topk(q, k[:, far:], v[:, far:], radius, config.topk, config.temperature)[0])
     return combine_candidates(candidates, config.temperature, config.topk)[0]
 
 
