@@ -186,3 +186,14 @@ def test_ties_are_judged_on_dinos_weights(h, w, radius, n, topk):
         out = step(query, keys, soft, radius, topk, 0.1)
         assert torch.allclose(out, dino, atol=1e-6), step.__name__
         assert torch.equal(out.argmax(0), dino.argmax(0)), step.__name__
+
+
+def test_labels_to_ids_is_the_upsampled_argmax_first_on_ties():
+    from vos_lab.propagation import labels_to_ids, upsample_labels
+
+    soft = torch.rand(4, 6, 9)
+    soft[1, :2] = soft[2, :2] = 2.0  # a tie: the first label wins, as argmax
+    ids = labels_to_ids(soft, (45, 70), 8)
+    assert ids.dtype == np.uint8 and ids.shape == (45, 70)
+    assert np.array_equal(ids, upsample_labels(soft, (45, 70), 8).argmax(0).numpy())
+    assert (ids[:12] == 1).all()  # rows of the first two cells, before bilinear blends in the third

@@ -155,6 +155,12 @@ def upsample_labels(soft: torch.Tensor, size: tuple[int, int], stride: int) -> t
     return up[:, : size[0], : size[1]]
 
 
+def labels_to_ids(soft: torch.Tensor, size: tuple[int, int], stride: int) -> np.ndarray:
+    """Soft labels (L, h, w) -> the id map (H, W) uint8: upsampled, then the most likely label of each pixel
+    (the first on a tie; `max(0)` rather than `argmax(0)`, whose kernel is ~15x slower over the first dim)."""
+    return upsample_labels(soft, size, stride).max(0).indices.to(torch.uint8).cpu().numpy()
+
+
 def propagate_video(encode: Callable[[np.ndarray], torch.Tensor], frames: Callable[[int], np.ndarray],
                     length: int, first_ids: np.ndarray, config: PropagationConfig, stride: int = 8,
                     n_labels: int | None = None, step: Callable = propagate_step) -> Iterator[np.ndarray]:
@@ -184,4 +190,4 @@ def propagate_video(encode: Callable[[np.ndarray], torch.Tensor], frames: Callab
         oldest = t - (config.context - 1) * config.context_stride  # no later frame reads anything older
         for old in [i for i in memory if i < oldest and i not in config.long_term]:
             del memory[old]
-        yield upsample_labels(soft, size, stride).argmax(0).to(torch.uint8).cpu().numpy()
+        yield labels_to_ids(soft, size, stride)

@@ -27,8 +27,8 @@ from vos_lab.propagation import (
     PropagationConfig,
     downsample_labels,
     ids_to_onehot,
+    labels_to_ids,
     propagate_step,
-    upsample_labels,
 )
 
 SLIDERS = {"temperature": "temperature", "top-k": "topk", "radius": "radius"}  # slider description -> field
@@ -115,7 +115,7 @@ class AffinityExplorer:
     def propagated_mask(self) -> np.ndarray:
         """The target's id map propagated from the references with the current settings."""
         soft = propagate_step(self.features[self.target], self.features[self.references], self.labels, self.config)
-        return upsample_labels(soft, self.frames.shape[1:3], self.stride).argmax(0).cpu().numpy()
+        return labels_to_ids(soft, self.frames.shape[1:3], self.stride)
 
     # ------------------------------------------------------------------------------ handlers
     def select(self, y: float, x: float) -> None:
