@@ -4,11 +4,13 @@ The dense propagation reference is DINO's `label_propagation` step for step (`di
 
 Each implementation runs in its own fresh (spawned) process on precomputed features. Its peak memory is the
 high-water mark of resident memory reset just before it starts (Linux /proc/self/clear_refs) minus the
-memory it had then, in a child whose allocator returns freed buffers to the system at once (a fixed glibc
-mmap threshold, else the heap would keep the first large buffers and hide later peaks); on a GPU, the CUDA
-allocator's peak above what was allocated before. `bench_propagation` prints seconds per frame, peak memory,
-their ratios, whether both give identical masks, and the J&F of both against the ground truth.
-`bench_attention` (chapter 3) times one attention call at growing resolutions, with the same peak.
+memory it had then; on a GPU, the CUDA allocator's peak above what was allocated before. Propagation runs
+with the ordinary allocator (what a user's run costs, buffers the heap keeps included); `bench_attention`
+times one call per size in a child whose allocator returns freed buffers to the system at once (a fixed glibc
+mmap threshold), so the peak of each call counts its live buffers only.
+`bench_propagation` prints seconds per frame, peak memory, their ratios, whether both give identical masks,
+and the J&F of both against the ground truth. `bench_attention` (chapter 3) times one attention call at
+growing resolutions.
 """
 
 from __future__ import annotations
@@ -112,9 +114,11 @@ def _measure(device: str, function: Callable, *args) -> tuple[Any, float, int]:
     return result, time.perf_counter() - start, _peak_since(device, before)
 
 
-def _in_fresh_process(function: Callable, *args) -> Any:
-    """function(*args) in a new spawned process whose allocator returns freed buffers to the system at once."""
-    with _fixed_mmap_threshold(), multiprocessing.get_context("spawn").Pool(1) as pool:
+def _in_fresh_process(function: Callable, *args, return_freed: bool = False) -> Any:
+    """function(*args) in a new spawned process; with `return_freed` its allocator returns freed buffers to the
+    system at once (the peak then counts live buffers only, at the cost of page faults on every new one)."""
+    with (_fixed_mmap_threshold() if return_freed else contextlib.nullcontext()), \
+            multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
 
 
@@ -249,7 +253,7 @@ def bench_attention(heights: tuple[int, ...] = (120, 240, 360, 480), stride: int
         size = (-(-height // stride), -(-width // stride))
         for name in ATTENTION:
             seconds, peak = _in_fresh_process(_attention_run, name, size, channels, references, radius, topk, device,
-                                              repeats)
+                                              repeats, return_freed=True)
             row = {"height": height, "width": width, "cells": size[0] * size[1], "method": name,
                    "seconds": seconds, "peak_mib": peak / 2**20}
             rows.append(row)
