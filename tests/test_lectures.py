@@ -69,17 +69,44 @@ def test_render_ok_and_failure_with_table_and_exit_status(tmp_path: Path, capsys
     assert "00_good" in table and "FAILED" in table and "minutes" in table
 
 
-@pytest.mark.slow
-def test_wrong_parameter_of_a_chapter_names_it(tmp_path: Path, monkeypatch, capsys):
-    """The real parameters and setup cells of chapter 0, run with a misspelt parameter: exit 1, named."""
+def _chapter0_head(folder: Path, *cells: str) -> Path:
+    """The real parameters and setup cells of chapter 0, then `cells`."""
     chapter0 = nbformat.read(chapters_dir() / "00_task_data_metric.ipynb", as_version=4)
     index = next(i for i, c in enumerate(chapter0.cells) if "parameters" in c.metadata.get("tags", []))
     setup_cell = next(c for c in chapter0.cells[index:] if "setup(globals())" in c.source)
-    chapter0.cells = [chapter0.cells[index], setup_cell]
-    nbformat.write(chapter0, tmp_path / "00_head.ipynb")
-    monkeypatch.setattr("vos_lab.course.lectures.discover",
-                        lambda folder=tmp_path: [Chapter(0, tmp_path / "00_head.ipynb")])
-    args = argparse.Namespace(profile="smoke", chapters=None, out=tmp_path / "out", param=["SEEED=1"],
-                              no_progress=True, notebooks=None)
-    assert run(args) == 1
-    assert "unknown parameter SEEED" in capsys.readouterr().out
+    chapter0.cells = [chapter0.cells[index], setup_cell] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(chapter0, folder / "00_head.ipynb")
+    return folder / "00_head.ipynb"
+
+
+def _args(folder: Path, param: list[str] = (), overrides: list[str] = ()) -> argparse.Namespace:
+    return argparse.Namespace(profile="smoke", chapters=None, out=folder / "out", param=list(param),
+                              set=list(overrides), no_progress=True, notebooks=folder)
+
+
+@pytest.mark.slow
+def test_wrong_parameter_of_a_chapter_names_it(tmp_path: Path):
+    """Papermill given a misspelt parameter: the chapter's setup cell fails and names it."""
+    failed = render(Chapter(0, _chapter0_head(tmp_path)), "smoke", tmp_path, {"SEEED": 1}, progress=False)
+    assert not failed.ok and "unknown parameter SEEED" in failed.error
+
+
+def test_a_parameter_no_chapter_declares_is_an_error_before_anything_runs(tmp_path: Path):
+    _notebook(tmp_path / "00_a.ipynb", "x = 1")
+    with pytest.raises(VosLabError, match="--param SEEED: no chapter declares it"):
+        run(_args(tmp_path, ["SEEED=1"]))
+    with pytest.raises(VosLabError, match="unknown profile field"):
+        run(_args(tmp_path, overrides=["steps=3"]))
+    with pytest.raises(VosLabError, match="train_steps"):
+        run(_args(tmp_path, overrides=["train_steps=-3"]))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_parameters_and_profile_fields_reach_the_chapters_that_declare_them(tmp_path: Path, capsys):
+    _notebook(tmp_path / "01_x.ipynb", "assert X == 2", parameters="PROFILE = None\nX = 1")
+    _notebook(tmp_path / "02_y.ipynb", "assert 'X' not in globals() and Y == 1", parameters="PROFILE = None\nY = 1")
+    _chapter0_head(tmp_path, "assert lab.profile.name == 'smoke' and lab.profile.train_steps == 3")
+    assert run(_args(tmp_path, ["X=2"], ["train_steps=3"])) == 0
+    out = capsys.readouterr().out
+    assert "note: 02_y does not declare PROFILE_SET, X" in out and "note: 00_head does not declare X" in out

@@ -8,8 +8,9 @@ from helpers import write_davis2017
 from vos_lab.course.notebook import check_parameters, parameter_names, setup
 from vos_lab.errors import VosLabError
 
-DEFAULTS = {"PROFILE": None, "SEED": 0, "DATA_ROOT": None, "DEVICE": "cpu", "INTERACTIVE": False}
-PARAMETERS_CELL = 'PROFILE = None  # a comment\nSEED = 0\nDATA_ROOT = None\nDEVICE = "cpu"\nINTERACTIVE = False'
+DEFAULTS = {"PROFILE": None, "SEED": 0, "DATA_ROOT": None, "DEVICE": "cpu", "INTERACTIVE": False, "PROFILE_SET": {}}
+PARAMETERS_CELL = ('PROFILE = None  # a comment\nSEED = 0\nDATA_ROOT = None\nDEVICE = "cpu"\nINTERACTIVE = False\n'
+                   "PROFILE_SET = {}")
 
 
 def test_valid_parameters_pass():
@@ -23,6 +24,7 @@ def test_valid_parameters_pass():
     ({"INTERACTIVE": "false"}, "parameter INTERACTIVE must be bool.*YAML"),
     ({"PROFILE": "laptop"}, "parameter PROFILE: unknown profile 'laptop'"),
     ({"DATA_ROOT": 3}, "parameter DATA_ROOT must be str or None"),
+    ({"PROFILE_SET": "train_steps=4"}, "parameter PROFILE_SET must be dict"),
 ])
 def test_wrong_parameters_name_the_parameter(change, message):
     with pytest.raises(VosLabError, match=message):
@@ -53,3 +55,12 @@ def test_setup_resolves_profile_and_finds_davis(tmp_path: Path):
 def test_setup_data_root_without_davis_is_an_error(tmp_path: Path):
     with pytest.raises(VosLabError, match="parameter DATA_ROOT"):
         setup(dict(DEFAULTS, DATA_ROOT=str(tmp_path / "empty")))
+
+
+def test_setup_applies_profile_overrides_checked():
+    session = setup(dict(DEFAULTS, PROFILE="smoke", PROFILE_SET={"train_steps": 7, "batch_size": 3}))
+    assert (session.profile.name, session.profile.train_steps, session.profile.batch_size) == ("smoke", 7, 3)
+    with pytest.raises(VosLabError, match="unknown profile field"):
+        setup(dict(DEFAULTS, PROFILE="smoke", PROFILE_SET={"steps": 7}))
+    with pytest.raises(VosLabError, match="train_steps"):
+        setup(dict(DEFAULTS, PROFILE="smoke", PROFILE_SET={"train_steps": -1}))

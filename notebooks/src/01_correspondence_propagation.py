@@ -19,6 +19,7 @@ SEED = 0  # seed of every random generator
 DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/davis2016-dev when present
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for the live explorer; False draws static figures only
+PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectures --set)
 
 # %% [markdown]
 # ## Setup

@@ -25,6 +25,7 @@ SEED = 0  # seed of every random generator
 DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/davis2016-dev when present
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
+PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectures --set)
 TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or folders of videos/frames, comma-separated,
 # relative to the course's working folder (else to the repository)
 CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder

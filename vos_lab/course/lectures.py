@@ -22,7 +22,7 @@ import yaml
 
 from vos_lab.errors import VosLabError
 from vos_lab.paths import HOME_VAR, chapters_dir, course_home, writable_dir
-from vos_lab.profiles import PROFILES
+from vos_lab.profiles import PROFILES, get_profile
 
 CHAPTER_RE = re.compile(r"^(\d{2})_\w+\.ipynb$")
 
@@ -69,20 +69,41 @@ def select(chapters: list[Chapter], wanted: str | None) -> list[Chapter]:
     return picked
 
 
-def parse_params(items: list[str]) -> dict:
+def parse_params(items: list[str], flag: str = "--param") -> dict:
     """`NAME=VALUE` pairs, values read as YAML (so `true`, `3`, `0.1`, `null` get their types)."""
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise VosLabError(f"--param '{item}': expected NAME=VALUE")
+            raise VosLabError(f"{flag} '{item}': expected NAME=VALUE")
         try:
             params[name.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or type(error).__name__
-            raise VosLabError(f"--param '{item}': the value is not valid YAML ({problem}); put a string in quotes"
+            raise VosLabError(f"{flag} '{item}': the value is not valid YAML ({problem}); put a string in quotes"
                               ) from None
     return params
+
+
+def declared_parameters(chapter: Chapter) -> set[str]:
+    """The names the chapter's `parameters` cell declares."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(chapter.path)))
+
+
+def chapter_params(chapters: list[Chapter], params: dict) -> dict[Chapter, dict]:
+    """The parameters each chapter gets: those it declares. One that no chapter declares is an error (a typo);
+    one that only some declare is skipped for the others, with a note."""
+    declared = {chapter: declared_parameters(chapter) for chapter in chapters}
+    nowhere = sorted(name for name in params if not any(name in names for names in declared.values()))
+    if nowhere:
+        known = sorted(set().union(*declared.values()))
+        raise VosLabError(f"--param {', '.join(nowhere)}: no chapter declares it (known: {', '.join(known)})")
+    for chapter, names in declared.items():
+        if skipped := sorted(set(params) - names):
+            print(f"note: {chapter.name} does not declare {', '.join(skipped)}: not passed to it")
+    return {chapter: {k: v for k, v in params.items() if k in names} for chapter, names in declared.items()}
 
 
 def _error_line(error: Exception) -> str:
@@ -137,7 +158,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chapters", help="comma-separated chapter numbers, e.g. 0,1 (default: all)")
     parser.add_argument("--out", type=Path, default=Path("lectures"), help="output folder (default: %(default)s)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra notebook parameter, YAML value, repeatable (e.g. DATA_ROOT=/data/davis2017)")
+                        help="extra notebook parameter, YAML value, repeatable (e.g. DATA_ROOT=/data/davis2017); "
+                             "chapters that do not declare it skip it")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of the profile, YAML value, repeatable (e.g. train_steps=400)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     parser.add_argument("--notebooks", type=Path, help="folder of the chapter notebooks (default: the course's)")
 
@@ -145,14 +169,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The `lectures` command: render the chosen chapters, print the table, 1 when one failed."""
     chapters = select(discover(args.notebooks), args.chapters)
-    params = parse_params(args.param)
+    overrides = parse_params(args.set, "--set")
+    get_profile(args.profile, **overrides)  # checked before anything runs
+    params = chapter_params(chapters, parse_params(args.param) | ({"PROFILE_SET": overrides} if overrides else {}))
     out = writable_dir(args.out)
     results = []
     # the kernels inherit the working folder: papermill runs them in the notebooks' folder, maybe an installed one
     with mock.patch.dict(os.environ, {HOME_VAR: str(course_home())}):
         for index, chapter in enumerate(chapters, start=1):
             print(f"[{index}/{len(chapters)}] {chapter.name} (profile {args.profile}) ...", flush=True)
-            result = render(chapter, args.profile, out, params, progress=not args.no_progress)
+            result = render(chapter, args.profile, out, params[chapter], progress=not args.no_progress)
             print(f"[{index}/{len(chapters)}] {chapter.name}: {'ok' if result.ok else 'FAILED'} in "
                   f"{result.minutes:.2f} min -> {result.html}", flush=True)
             results.append(result)

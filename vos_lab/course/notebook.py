@@ -46,6 +46,7 @@ COMMON_PARAMETERS: dict[str, tuple[tuple, str]] = {
     "DATA_ROOT": ((str, None), "a DAVIS folder or a data root; None: $VOS_LAB_DATA or ../shared/data"),
     "DEVICE": ((str,), "auto, cpu or cuda"),
     "INTERACTIVE": ((bool,), "True: live widgets (JupyterLab); False: static figures (papermill, nbval)"),
+    "PROFILE_SET": ((dict,), "profile fields to override, e.g. {'train_steps': 400} (see vos_lab.profiles)"),
 }
 
 
@@ -154,7 +155,7 @@ def find_davis(data_root: str | Path | None = None) -> Path | None:
 def setup(namespace: dict, **extra: type | tuple) -> Session:
     """The setup cell: check the parameters, pick profile and device, find real data, seed, style plots."""
     params = check_parameters(namespace, **extra)
-    profile = get_profile(params["PROFILE"])
+    profile = get_profile(params["PROFILE"], **params["PROFILE_SET"])
     device = pick_device(params["DEVICE"])
     if profile.name in THREADS:
         torch.set_num_threads(THREADS[profile.name])
