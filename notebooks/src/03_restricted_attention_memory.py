@@ -12,6 +12,9 @@
 #
 # **Learning goals**
 # - build windowed attention from scratch and check it against the dense version and the package's;
+# - build CorrFlow's loss (recursion, scheduled sampling, cycle) and MAST's (drop a/b, Huber) from scratch and
+#   check them against the package's on a fixed batch;
+# - build MAST's memory read-out with ROI localisation (coarse soft-argmax search, then a fine window);
 # - measure how time and peak memory of dense and windowed attention grow with the resolution;
 # - train CorrFlow and MAST (load-or-train) and compare them with chapter 2 under one protocol;
 # - ablate the window radius, scheduled sampling, the cycle term, the memory layout and the ROI.
@@ -41,18 +44,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vos_lab.attention import dense_attention, localise, neighbourhood_mask, windowed_attention
+from vos_lab.attention import (
+    coordinate_grid,
+    dense_attention,
+    localise,
+    neighbourhood_mask,
+    roi_topk,
+    windowed_attention,
+)
 from vos_lab.bench import bench_attention
 from vos_lab.cache import reuse_or_compute
-from vos_lab.course import plots
+from vos_lab.course import exercises, plots
 from vos_lab.course.notebook import REPO, cached_predictions, checkpoint_key, setup, training_sources
 from vos_lab.course.widgets import AffinityExplorer
+from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.data.davis import DavisDataset
 from vos_lab.data.synthetic import write_synthetic_davis
 from vos_lab.evaluation import read_results, score_results
 from vos_lab.features import build_encoder
-from vos_lab.methods.corrflow import sampling_probability
-from vos_lab.methods.mast import drop_ab_channel, dropped_channel
+from vos_lab.methods.colourisation import colour_nll
+from vos_lab.methods.corrflow import CorrFlowMethod, sampling_probability
+from vos_lab.methods.mast import MastMethod, drop_ab_channel, dropped_channel
 from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig
 from vos_lab.training.run import train_from_profile
 
@@ -116,24 +128,19 @@ for ax, (cell, d) in zip(axes, [((10, 10), 1), ((1, 2), 1), ((10, 10), 2)], stri
 fig.suptitle("Which reference cells one target cell (red) may attend to");
 
 # %% [markdown]
-# **Exercise 3.1.** How many window positions are valid (inside the frame) for the *corner* cell (0, 0) of
-# a 20x20 map with radius $R=6$, with dilation 1 and with dilation 2? Fill in `answer`.
+# **Exercise 3.1.** Write `valid_positions(h, w, cell, radius, dilation)`: how many of the $(2R+1)^2$
+# positions of the window of `cell` = (y, x) lie inside an h x w map? (The corner cell (0, 0) of a 20x20 map
+# with $R = 6$ keeps only a quarter of its window, and dilation 2 keeps even fewer.)
 
 # %%
-answer = {1: None, 2: None}  # dilation -> number of valid positions of cell (0, 0); your answer here
+def valid_positions(h: int, w: int, cell: tuple[int, int], radius: int, dilation: int) -> int:
+    raise NotImplementedError  # your code here
 
 
-def check_corner_count(answer: dict) -> None:
-    for d, value in answer.items():
-        truth = int(neighbourhood_mask(20, 20, 6, dilation=d)[0].sum())
-        if value is None:
-            print(f"dilation {d}: not answered yet (hint: only one quarter of the window is inside)")
-            continue
-        assert value == truth, f"dilation {d}: {value} is not right (hint: count the rows and columns reached)"
-        print(f"dilation {d}: correct")
+exercises.check_valid_positions(valid_positions)
 
-
-check_corner_count(answer)
+# %% [markdown] jupyter={"source_hidden": true}
+# **Solution**: `exercises.show_solution(3, "valid_positions")`, or `notebooks/solutions/ch03.py`.
 
 # %% [markdown]
 # ## 2. Memory and time: dense vs windowed as the resolution grows
@@ -177,12 +184,77 @@ if not SMOKE:
 # through chapter 2's channel-dropout bottleneck; $R = 6$ cells.
 
 # %%
+plots.corrflow_schematic();
+
+# %%
 SCHEDULE = 2 if SMOKE else 400  # steps over which eps decays (the cpu run makes about 400-800 steps)
 steps = np.arange(0, 2 * SCHEDULE)
 fig, ax = plt.subplots(figsize=(4, 2.6))
 ax.plot(steps, [sampling_probability(s, 0.9, 0.6, SCHEDULE) for s in steps])
 ax.set(xlabel="training step", ylabel="P(ground truth is fed)", title="Scheduled sampling");
 assert sampling_probability(0) == 0.9 and abs(sampling_probability(10**6) - 0.6) < 1e-12
+
+# %% [markdown]
+# **Exercise 3.2.** Write `scheduled_colours(truth, predicted, eps, draws)`: colour distributions
+# `(B, K, h, w)` of frame 1, true and predicted, and one uniform draw per sample `(B,)`; return, *per sample*,
+# the truth when its draw is below `eps` (probability $\varepsilon$), else the prediction.
+
+# %%
+def scheduled_colours(truth: torch.Tensor, predicted: torch.Tensor, eps: float, draws: torch.Tensor) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+exercises.check_scheduled_colours(scheduled_colours)
+
+# %% [markdown] jupyter={"source_hidden": true}
+# **Solution**: `exercises.show_solution(3, "scheduled_colours")`, or `notebooks/solutions/ch03.py`.
+
+# %% [markdown]
+# Now the whole loss, from scratch, on a small untrained CorrFlow and a fixed batch of synthetic triplets.
+# `copy` is our `unfold_attention` of section 1; the bottleneck is off (`dropout=0`), so the only randomness
+# is the draw of scheduled sampling, which we seed identically for both versions.
+
+# %%
+torch.manual_seed(SEED)
+SMALL = {"width": 8, "multipliers": (1, 2, 2, 2), "embed_dim": 16}  # a tiny trunk: the check runs in a second
+toy_videos = synthetic_videos(2, 10, 64, 64, seed=SEED)
+toy_corrflow = CorrFlowMethod(**SMALL, dropout=0.0)
+toy_corrflow.fit(np.stack([video.frames[0] for video in toy_videos]))
+sampler = ClipSampler(toy_videos, toy_corrflow.clip_length, toy_corrflow.gaps, crop=48, seed=SEED)
+triplets = toy_corrflow.prepare(sampler.batch(2), torch.device("cpu"))  # inputs (2, 3, 3, 48, 48), lab
+
+
+# %%
+try:
+    scheduled_colours(torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1), 0.5, torch.zeros(1))
+except NotImplementedError:  # Exercise 3.2 not done yet: use the solution
+    scheduled_colours = exercises.solution(3, "scheduled_colours")
+
+
+def corrflow_loss(method, batch, eps, cycle_weight=0.1, radius=6, temperature=1.0):
+    features = method.encode_clips(batch["inputs"]).float()  # (B, 3, D, h, w)
+    classes = method.colour_classes(batch["lab"], features.shape[-2:])  # (B, 3, h, w)
+    onehot = F.one_hot(classes, method.config["clusters"]).permute(0, 1, 4, 2, 3).float()
+
+    def copy(target, reference, colours):  # colours of frame `target` copied from frame `reference`
+        return unfold_attention(features[:, target], features[:, reference], colours, radius, temperature)
+
+    first = copy(1, 0, onehot[:, 0])
+    second = copy(2, 1, scheduled_colours(onehot[:, 1], first, eps, torch.rand(len(classes))))
+    back = copy(0, 1, copy(1, 2, second))  # the cycle: frame 2's prediction carried back to frame 0
+    return colour_nll(first, classes[:, 1]) + colour_nll(second, classes[:, 2]) + cycle_weight * colour_nll(
+        back, classes[:, 0])
+
+
+for step in (0, 10**6):  # eps = 0.9, then 0.6
+    for seed in range(3):  # three draws of scheduled sampling
+        torch.manual_seed(seed)
+        ours = corrflow_loss(toy_corrflow, triplets, toy_corrflow.ground_truth_probability(step))
+        torch.manual_seed(seed)
+        theirs, logs = toy_corrflow.loss(triplets, step)
+        assert torch.allclose(ours, theirs, atol=1e-5), (step, seed, float(ours), float(theirs))
+print(f"corrflow_loss = CorrFlowMethod.loss (eps {logs['eps']}): {float(theirs):.4f} = recon {logs['recon']:.4f} "
+      f"+ 0.1 x cycle {logs['cycle']:.4f}")
 
 # %% [markdown]
 # ## 4. MAST: drop a or b, regress it with a Huber loss
@@ -198,6 +270,57 @@ toy_lab = torch.zeros(1, 2, 3, 16, 16)
 toy_lab[:, :, 1], toy_lab[:, :, 2] = 44.0, -22.0
 toy_target = dropped_channel(toy_lab, torch.tensor([1]), (2, 2), 20.0)
 print("regression target (a = 44 dropped, x 20 / 110):", float(toy_target[0, 0, 0, 0]))
+
+# %% [markdown]
+# **Exercise 3.3.** Write `huber_target(lab, channel, size)`: Lab clips `(B, T, 3, H, W)` and each sample's
+# dropped channel (1 = a, 2 = b) -> that channel averaged over the cells of a `size` = (h, w) grid and
+# scaled as MAST's code does (Lab / 110 x 20), `(B, T, h, w)`.
+
+# %%
+def huber_target(lab: torch.Tensor, channel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+exercises.check_huber_target(huber_target)
+
+# %% [markdown] jupyter={"source_hidden": true}
+# **Solution**: `exercises.show_solution(3, "huber_target")`, or `notebooks/solutions/ch03.py`.
+
+# %% [markdown]
+# MAST's loss from scratch: drop a or b (one draw per sample, the same in both frames; the kept channels are
+# used as they are), encode, copy the reference's dropped channel to the target with the windowed attention,
+# and a Huber loss $\ell(d) = \tfrac12 d^2$ for $|d| < 1$, else $|d| - \tfrac12$. Same weights, same batch
+# and the same seed for the draw: the package's `MastMethod.loss` must agree.
+
+# %%
+try:
+    huber_target(torch.zeros(1, 1, 3, 2, 2), torch.tensor([1]), (1, 1))
+except NotImplementedError:  # Exercise 3.3 not done yet: use the solution
+    huber_target = exercises.solution(3, "huber_target")
+
+
+def mast_loss(method, batch, radius=6, temperature=1.0):
+    b = batch["inputs"].shape[0]
+    channel = 1 + torch.randint(0, 2, (b,))  # 1 = a, 2 = b
+    keep = torch.ones(b, 1, 3, 1, 1)
+    keep[torch.arange(b), 0, channel] = 0.0
+    features = method.encode_clips(batch["inputs"] * keep).float()  # (B, 2, D, h, w)
+    values = huber_target(batch["lab"], channel, features.shape[-2:])  # (B, 2, h, w)
+    predicted = unfold_attention(features[:, 1], features[:, 0], values[:, :1], radius, temperature)[:, 0]
+    d = (predicted - values[:, 1]).abs()
+    return torch.where(d < 1, 0.5 * d**2, d - 0.5).mean()
+
+
+torch.manual_seed(SEED)
+toy_mast = MastMethod(**SMALL)
+pairs = toy_mast.prepare(ClipSampler(toy_videos, 2, toy_mast.gaps, crop=48, seed=SEED).batch(3), torch.device("cpu"))
+for seed in range(3):
+    torch.manual_seed(seed)
+    ours = mast_loss(toy_mast, pairs)
+    torch.manual_seed(seed)
+    theirs, logs = toy_mast.loss(pairs, 0)
+    assert torch.allclose(ours, theirs, atol=1e-5), (seed, float(ours), float(theirs))
+print(f"mast_loss = MastMethod.loss: {float(theirs):.4f} (copying from the same place: {logs['copy_same_place']:.4f})")
 
 # %% [markdown]
 # ## 5. Training (load-or-train)
@@ -245,6 +368,8 @@ for ax, (name, result, keys) in zip(axes, [("CorrFlow", corrflow, ("recon", "cyc
 # %%
 memory = PropagationConfig(**MEMORY_LAYOUTS["mast"])
 print("frame 12 reads frames", memory.references(12), f"({memory.far(12)} of them long-term)")
+plots.memory_timeline({t: memory.references(t) for t in range(1, 15)}, memory.long_term,
+                      "MAST's memory: long-term {0, 5} + short-term {t-1, t-3, t-5}");
 # A toy: the reference's content moved by (6, 9) cells, out of reach of a +-3 window; a +-3 search at
 # dilation 3 (+-9 cells) finds it.
 ref = F.normalize(torch.randn(1, 8, 24, 32, generator=g), dim=1)
@@ -252,6 +377,44 @@ target = torch.roll(ref, shifts=(-6, -9), dims=(2, 3))
 centres = localise(target, ref, radius=3, dilation=3, temperature=0.05, topk=1)
 print("target cell (8, 8) is located at", centres[0, 0, :, 8, 8].tolist(), "in the reference")
 assert centres[0, 0, :, 8, 8].tolist() == [14.0, 17.0]
+
+# %% [markdown]
+# The read-out from scratch. Coarse: the soft-argmax position is an attention whose *values* are the
+# reference cells' coordinates, so section 1's `unfold_attention` with dilation does it. Fine: a
+# $(2R+1)^2$ window around each cell's located (rounded) position, positions outside the frame masked, the
+# top-k scores kept; the label is their softmax-weighted mean.
+
+# %%
+def roi_readout(query, keys, labels, radius, dilation, temperature, topk):
+    """query, keys (1, C, h, w), labels (1, V, h, w) -> located centres (2, h, w) and read-out (V, h, w)."""
+    _, _, h, w = query.shape
+    centres = unfold_attention(query, keys, coordinate_grid(h, w)[None], radius, temperature, dilation)[0]
+    offsets = torch.arange(-radius, radius + 1)
+    out, best = torch.zeros(labels.shape[1], h, w), torch.zeros(topk, h, w)
+    for y in range(h):
+        for x in range(w):
+            cy, cx = centres[:, y, x].round().long()
+            ys, xs = torch.meshgrid(cy + offsets, cx + offsets, indexing="ij")
+            inside = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).flatten()
+            ys, xs = ys.clamp(0, h - 1).flatten(), xs.clamp(0, w - 1).flatten()
+            scores = (keys[0, :, ys, xs] * query[0, :, y, x, None]).sum(0).masked_fill(~inside, float("-inf"))
+            best[:, y, x], index = scores.topk(topk)
+            out[:, y, x] = labels[0][:, ys[index], xs[index]] @ torch.softmax(best[:, y, x] / temperature, 0)
+    return centres, out, best
+
+
+# %%
+small_q, small_k = F.normalize(torch.randn(2, 1, 8, 10, 12, generator=g), dim=2)
+small_labels = torch.softmax(torch.randn(1, 3, 10, 12, generator=g), dim=1)
+ours_centres, ours_out, ours_best = roi_readout(small_q, small_k, small_labels, 2, 2, 0.1, 5)
+theirs_centres = localise(small_q, small_k, radius=2, dilation=2, temperature=0.1)  # (1, 1, 2, h, w)
+scores, values = roi_topk(small_q, small_k, small_labels, theirs_centres, radius=2, topk=5)
+theirs_out = torch.einsum("bhwk,bhwkv->vhw", torch.softmax(scores / 0.1, -1), values)
+assert torch.allclose(ours_centres, theirs_centres[0, 0], atol=1e-5)
+assert torch.allclose(ours_best.permute(1, 2, 0), scores[0], atol=1e-5)
+assert torch.allclose(ours_out, theirs_out, atol=1e-5)
+print("coarse-to-fine read-out = localise + roi_topk; mean shift of the window:",
+      f"{float((ours_centres - coordinate_grid(10, 12)).norm(dim=0).mean()):.2f} cells")
 
 # %% [markdown]
 # ## 7. Evaluation on real video
@@ -416,10 +579,12 @@ for name, explorer in explorers.items():
 #   short-term frames, searching the far ones coarse-to-fine (ROI).
 #
 # ## Exercises
-# 1. (Section 1) Count the valid window positions of a corner cell.
-# 2. Feed CorrFlow's second step the *hard* argmax of its first prediction instead of the soft one. Which
+# 1. (Section 1) Count the valid window positions of a cell (`valid_positions`).
+# 2. (Section 3) Scheduled sampling: the truth or the model's own prediction, per sample (`scheduled_colours`).
+# 3. (Section 4) MAST's Huber target: the dropped channel, per cell, scaled (`huber_target`).
+# 4. Feed CorrFlow's second step the *hard* argmax of its first prediction instead of the soft one. Which
 #    gradients disappear?
-# 3. Compare `roi_dilation` 1, 2 and 4 on `motocross-bumps` with `PropagationConfig(**MEMORY_LAYOUTS["mast"],
+# 5. Compare `roi_dilation` 1, 2 and 4 on `motocross-bumps` with `PropagationConfig(**MEMORY_LAYOUTS["mast"],
 #    roi=True, roi_dilation=d)`.
 #
 # ## References

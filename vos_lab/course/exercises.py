@@ -149,3 +149,54 @@ def check_copy_colours(fn: Callable) -> None:
     want = torch.einsum("bqk,bkc->bqc", weights, torch.nn.functional.one_hot(classes, 4).float())
     assert torch.allclose(got, want, atol=1e-5), "the copied distribution differs: sum weights per colour class"
     print("copy_colours: correct")
+
+
+def check_valid_positions(fn: Callable) -> None:
+    """Exercise 3.1: valid window positions of one cell, as `vos_lab.attention.neighbourhood_mask`."""
+    from vos_lab.attention import neighbourhood_mask
+
+    cases = [(20, 20, (0, 0), 6, 1), (20, 20, (0, 0), 6, 2), (20, 20, (10, 10), 4, 1), (13, 17, (12, 3), 3, 2),
+             (5, 7, (2, 3), 6, 1), (9, 9, (4, 4), 2, 3)]
+    fn = _attempted(fn, 3, "valid_positions", *cases[0])
+    for h, w, cell, radius, dilation in cases:
+        got = fn(h, w, cell, radius, dilation)
+        want = int(neighbourhood_mask(h, w, radius, dilation=dilation)[cell[0] * w + cell[1]].sum())
+        hint = " (count the rows reached, times the columns reached)" if got != (2 * radius + 1) ** 2 else \
+            " (positions outside the map do not count)"
+        assert got == want, f"{h}x{w} map, cell {cell}, R={radius}, d={dilation}: expected {want}, got {got}{hint}"
+    print("valid_positions: correct")
+
+
+def check_scheduled_colours(fn: Callable) -> None:
+    """Exercise 3.2: scheduled sampling, one choice per sample: the truth when its draw is below eps."""
+    generator = torch.Generator().manual_seed(0)
+    truth, predicted = torch.rand(4, 3, 2, 2, generator=generator), torch.rand(4, 3, 2, 2, generator=generator)
+    draws = torch.tensor([0.05, 0.5, 0.7, 0.95])
+    fn = _attempted(fn, 3, "scheduled_colours", truth, predicted, 0.6, draws)
+    for eps in (0.0, 0.6, 0.9, 1.0):
+        got = fn(truth.clone(), predicted.clone(), eps, draws.clone())
+        assert tuple(got.shape) == tuple(truth.shape), f"eps={eps}: shape must stay {tuple(truth.shape)}"
+        for b, draw in enumerate(draws.tolist()):
+            source, name = (truth, "ground truth") if draw < eps else (predicted, "prediction")
+            assert torch.equal(got[b], source[b]), \
+                f"eps={eps}, sample {b} (draw {draw}): expected the {name} (truth with probability eps: draw < eps)"
+    print("scheduled_colours: correct")
+
+
+def check_huber_target(fn: Callable) -> None:
+    """Exercise 3.3: MAST's regression target, as `vos_lab.methods.mast.dropped_channel` (scale 20)."""
+    from vos_lab.methods.mast import dropped_channel
+
+    generator = torch.Generator().manual_seed(0)
+    lab = torch.randn(3, 2, 3, 16, 24, generator=generator) * 40
+    fn = _attempted(fn, 3, "huber_target", lab, torch.tensor([1, 2, 1]), (2, 3))
+    for channel, size in ((torch.tensor([1, 2, 1]), (2, 3)), (torch.tensor([2, 2, 1]), (4, 6)),
+                          (torch.tensor([1, 1, 1]), (1, 1))):
+        got, want = fn(lab.clone(), channel.clone(), size), dropped_channel(lab, channel, size, 20.0)
+        assert tuple(got.shape) == tuple(want.shape), \
+            f"size {size}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
+        for b, c in enumerate(channel.tolist()):
+            name = "ab"[c - 1]
+            assert torch.allclose(got[b], want[b], atol=1e-4), f"channels {channel.tolist()}, size {size}: sample " \
+                f"{b} must regress channel {c} ({name}), averaged per cell, / 110 x 20"
+    print("huber_target: correct")

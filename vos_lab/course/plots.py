@@ -102,3 +102,47 @@ def curves_over_time(series: dict[str, np.ndarray], title: str, ylabel: str):
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+def corrflow_schematic():
+    """CorrFlow's training on a triplet: the recursion t0 -> t1 -> t2 (scheduled sampling at the second
+    step) and the cycle t2 -> t1 -> t0, with frames as boxes."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    xs = {0: 0.0, 1: 3.0, 2: 6.0}
+    for t, x in xs.items():
+        ax.add_patch(plt.Rectangle((x - 0.6, -0.6), 1.2, 1.2, fill=True, color="0.9", ec="k"))
+        ax.text(x, 0, f"$I_{t}$", ha="center", va="center", fontsize=14)
+    forward = [(0, 1, r"$\hat c_1 = A(I_1 \leftarrow I_0)\,c_0$"),
+               (1, 2, "$\\hat c_2 = A(I_2 \\leftarrow I_1)\\,\\tilde c_1$\n$\\tilde c_1 = c_1$ (prob. $\\varepsilon$) "
+                      "else $\\hat c_1$")]
+    for s, t, label in forward:
+        ax.annotate("", (xs[t] - 0.65, 0.25), (xs[s] + 0.65, 0.25), arrowprops={"arrowstyle": "->", "color": "C0"})
+        ax.text((xs[s] + xs[t]) / 2, 0.55, label, ha="center", va="bottom", color="C0", fontsize=9)
+    for s, t in ((2, 1), (1, 0)):
+        ax.annotate("", (xs[t] + 0.65, -0.25), (xs[s] - 0.65, -0.25), arrowprops={"arrowstyle": "->", "color": "C3"})
+    ax.text(3.0, -1.0, r"cycle: $\hat c_0 = A(I_0 \leftarrow I_1)\,A(I_1 \leftarrow I_2)\,\hat c_2$, "
+                       r"loss $0.1\,\mathrm{CE}(\hat c_0, c_0)$", ha="center", va="top", color="C3", fontsize=9)
+    ax.set(xlim=(-1, 7), ylim=(-1.6, 1.6), xlabel="frame of the triplet (time)", ylabel="forward (top) / back (bottom)",
+           title="CorrFlow: recursion with scheduled sampling, then the cycle back to frame 0",
+           xticks=list(xs.values()), xticklabels=[f"t{t}" for t in xs], yticks=[])
+    return fig
+
+
+def memory_timeline(references: dict[int, Sequence[int]], long_term: Sequence[int], title: str):
+    """A frames x targets grid: which frames each target t reads (`references[t]`), long-term frames
+    (`long_term`) in one colour, the short-term ones in another."""
+    targets = sorted(references)
+    grid = np.zeros((max(targets) + 1, len(targets)))
+    for j, t in enumerate(targets):
+        for i in references[t]:
+            grid[i, j] = 2 if i in long_term else 1
+    fig, ax = plt.subplots(figsize=(0.45 * len(targets) + 2, 0.3 * max(targets) + 2))
+    ax.imshow(grid, cmap=plt.matplotlib.colors.ListedColormap(["white", "tab:blue", "tab:orange"]), vmin=0, vmax=2,
+              origin="lower", aspect="auto")
+    ax.plot(range(len(targets)), targets, "kx", label="the target itself")
+    ax.set(xticks=range(len(targets)), xticklabels=targets, yticks=range(max(targets) + 1), xlabel="target frame t",
+           ylabel="frame read (memory)", title=title)
+    ax.legend(handles=[plt.matplotlib.patches.Patch(color="tab:orange", label="long-term"),
+                       plt.matplotlib.patches.Patch(color="tab:blue", label="short-term"), *ax.get_lines()],
+              loc="upper left", fontsize=8)
+    return fig
