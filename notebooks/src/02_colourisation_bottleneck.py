@@ -312,7 +312,7 @@ print(f"largest weight change {moved:.2e} | largest difference from vos_lab's st
 
 # %%
 assert moved > 0
-assert all(torch.allclose(mine[k].float(), theirs[k].float(), atol=1e-6) for k in mine)
+assert all(torch.allclose(mine[k].float(), theirs[k].float(), atol=1e-5) for k in mine)  # lr / 100: GPU rounding
 
 # %% [markdown]
 # ## 6. Training (load-or-train)
