@@ -11,7 +11,9 @@
 # **Learning goals**
 # - explain the Lab colour space and why the target is quantised into 16 colour classes;
 # - build the colourisation pointer step by step (softmax over reference pixels, copy, cross-entropy);
-# - explain why RGB input needs a bottleneck (channel dropout), and measure it with an ablation;
+# - explain why RGB input needs a bottleneck, build CorrFlow's channel dropout, and measure it with an ablation;
+# - write one training step out (clip, forward, loss, backward, Adam with its learning-rate schedule) and
+#   check it against the package's training loop;
 # - train the models (load-or-train) and compare them with chapter 1's baselines under one protocol.
 
 # %% tags=["parameters"]
@@ -30,6 +32,10 @@ CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course'
 
 # %%
 # %matplotlib inline
+import copy
+import tempfile
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -52,9 +58,12 @@ from vos_lab.data.clips import ClipSampler
 from vos_lab.data.sources import load_training_videos
 from vos_lab.data.synthetic import generate_video
 from vos_lab.features import build_encoder
-from vos_lab.methods.colourisation import VARIANTS, channel_dropout, colour_classes
+from vos_lab.methods import colourisation
+from vos_lab.methods.colourisation import VARIANTS, colour_classes
 from vos_lab.propagation import PropagationConfig
+from vos_lab.training.loop import TrainConfig, train
 from vos_lab.training.run import method_for_profile, train_from_profile
+from vos_lab.training.schedule import learning_rate
 
 lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str)
 P = lab.profile
@@ -127,8 +136,15 @@ fig.suptitle("Colour quantisation");
 # $$A_{ij} = \frac{\exp(f_i^\top f_j / T)}{\sum_{k} \exp(f_k^\top f_j / T)}, \qquad
 #   \hat c_j = \sum_i A_{ij}\, \mathrm{onehot}(c_i), \qquad
 #   \mathcal L = -\sum_j \log \hat c_j[c_j],$$
-# with $T = 1$ in training (Vondrick et al., Eq. 1-3). We build it by hand on a clip with an untrained
-# network, then check it against `ColourisationMethod`.
+# with $T = 1$ in training (Vondrick et al., Eq. 1-3). First the picture for one target pixel and six
+# reference pixels (made-up scores): each reference votes for its colour class with its weight.
+
+# %%
+scores = torch.tensor([2.0, 1.5, 0.2, -0.5, 0.1, -1.0])  # f_i . f_j / T for six reference pixels i
+plots.pointer_schematic(palette / 255, [3, 3, 7, 12, 7, 0], torch.softmax(scores, 0).numpy());
+
+# %% [markdown]
+# Now by hand on a clip with an untrained network, checked against `ColourisationMethod`.
 
 # %%
 method = method_for_profile("colourisation", P, variant="vondrick", cosine=False, temperature=1.0).to(lab.device)
@@ -159,7 +175,7 @@ assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)), atol=1e
 # **The course's one change (cpu profile).** At test time, propagation compares *unit-length* features at
 # temperature 0.1 (chapter 1). The papers train with raw dot products at $T = 1$, so the feature lengths
 # also carry information that test time throws away. After a few hundred steps this mismatch costs a
-# lot (section 7 measures it), so the cpu profile trains the pointer with $\hat f = f / \lVert f\rVert$
+# lot (section 8 measures it), so the cpu profile trains the pointer with $\hat f = f / \lVert f\rVert$
 # and $T = 0.1$: `cosine=True, temperature=0.1`. The gpu profile trains the papers' version.
 
 # %%
@@ -194,13 +210,34 @@ exercises.check_copy_colours(copy_colours)
 # Give the network the *colour* frames and it can read the target's colour from its own input: the
 # loss drops without any correspondence. CorrFlow (Sec. 3.2) removes that shortcut: with probability
 # 0.7 it zeroes **1 or 2 of the 3 channels** (the same ones in every frame of a sample) and rescales the
-# rest. Here are four samples of one batch after the bottleneck (each shown as its channels).
+# kept ones by $3 / \text{kept}$, so the input keeps its overall strength.
+#
+# **Exercise 2.3.** Write `channel_dropout(inputs, probability, generator)`: inputs `(B, T, 3, H, W)` ->
+# the same shape, after the bottleneck. To get exactly `vos_lab`'s result for a given generator, draw from
+# `generator` in this order: `torch.rand(B) < probability` (which samples lose channels),
+# `torch.randint(1, 3, (B,))` (how many), `torch.rand(B, 3).argsort(dim=1)` (a random order of the
+# channels: drop those whose rank is below the count). The check tests each rule on many samples.
+
+# %%
+def channel_dropout(inputs: torch.Tensor, probability: float, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+checked_dropout = exercises.check_channel_dropout(channel_dropout)
+
+# %% [markdown] jupyter={"source_hidden": true}
+# **Solution**: `exercises.show_solution(2, "channel_dropout")`, or `notebooks/solutions/ch02.py`.
+
+# %% [markdown]
+# Your version (or the solution, until yours is done) against the package's on a real batch, then the
+# package's version on four samples (each shown as its channels).
 
 # %%
 rgb_method = method_for_profile("colourisation", P, variant="bottleneck")
-clips = sampler.batch(4)
-inputs = rgb_method.prepare(clips, torch.device("cpu"))["inputs"]
-dropped = channel_dropout(inputs, 0.7, generator=torch.Generator().manual_seed(SEED))
+inputs = rgb_method.prepare(sampler.batch(4), torch.device("cpu"))["inputs"]
+dropped = colourisation.channel_dropout(inputs, 0.7, generator=torch.Generator().manual_seed(SEED))
+assert torch.allclose(checked_dropout(inputs, 0.7, torch.Generator().manual_seed(SEED)), dropped)
 fig, axes = plt.subplots(1, 4, figsize=(10, 2.6))
 for ax, sample_out in zip(axes, dropped, strict=True):
     kept = [c for c in range(3) if sample_out[0, c].abs().sum() > 0]
@@ -209,7 +246,76 @@ for ax, sample_out in zip(axes, dropped, strict=True):
 fig.suptitle("Channel dropout (CorrFlow's bottleneck) on four training samples");
 
 # %% [markdown]
-# ## 5. Training (load-or-train)
+# ## 5. One training step, written out
+# Training repeats one step: sample a batch of clips, prepare it (Lab targets, network inputs), compute the
+# loss, backpropagate, and let Adam move the weights by the rate the schedule gives for this step. We write
+# the first step of the bottleneck model out and check that it moves the weights exactly as the first step
+# of the package's loop (`vos_lab.training.loop.train`). The start: a model and a clip sampler.
+
+# %%
+step_method = method_for_profile("colourisation", P, variant="bottleneck").to(lab.device)
+package_method = copy.deepcopy(step_method)  # the same initial weights, for the package's loop
+step_sampler = ClipSampler(videos, step_method.clip_length, step_method.gaps, P.crop_size, seed=SEED,
+                           jitter=P.crop_jitter)
+sampler_start = step_sampler.state()  # the package's loop will draw the same clips from here
+
+# %% [markdown]
+# Before its first step the loop seeds PyTorch (channel dropout draws from it), fits the 16 colour
+# centres on 64 frames of the training clips (section 2), and makes an Adam optimiser.
+
+# %%
+torch.manual_seed(SEED)
+rng = np.random.default_rng(0)  # the loop's choice of frames for k-means
+picks = [step_sampler.videos[i % len(step_sampler.videos)] for i in range(64)]
+step_method.fit(np.stack([v.frames[rng.integers(len(v.frames)), : P.crop_size, : P.crop_size] for v in picks]))
+optimizer = torch.optim.Adam(step_method.parameters(), lr=step_method.config["lr"])
+step_method.train()  # batch-norm on batch statistics, its running averages updated
+
+# %% [markdown]
+# The step itself. The rate comes from the schedule (`P.lr_schedule`: a cosine from the base rate to zero
+# over the run in the cpu profile); a run of one step does its only update at the base rate.
+
+# %%
+def training_step(method, optimizer, sampler, batch_size: int, step: int, steps: int,
+                  device: torch.device) -> dict[str, float]:
+    """Update `method` once: its step-th update of `steps`; returns the step's logs (loss, accuracy)."""
+    batch = method.prepare(sampler.batch(batch_size), device)  # Lab targets, network inputs
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # as the loop
+        loss, logs = method.loss(batch, step)  # channel dropout, features, pointer, cross-entropy
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(method.config["lr"], method.config["lr_schedule"], step, steps)
+    optimizer.step()
+    return logs
+
+# %%
+before = {name: p.detach().clone() for name, p in step_method.named_parameters()}
+print(training_step(step_method, optimizer, step_sampler, P.batch_size, step=0, steps=1, device=lab.device))
+rates = [learning_rate(1e-3, P.lr_schedule, s, P.train_steps) for s in (0, P.train_steps // 2, P.train_steps - 1)]
+print(f"a full {P.lr_schedule} run of {P.train_steps} steps: rate at its start, middle, end",
+      ", ".join(f"{r:.1e}" for r in rates))
+
+# %% [markdown]
+# The package's loop for one step, from the same weights and sampler state (its checkpoint goes to a
+# temporary folder): the weights after both steps must agree.
+
+# %%
+step_sampler.load_state(sampler_start)
+with tempfile.TemporaryDirectory() as folder:
+    package = train(package_method, step_sampler, Path(folder) / "one-step.pt",
+                    TrainConfig(steps=1, batch_size=P.batch_size, seed=SEED), lab.device, progress=False)
+mine, theirs = step_method.state_dict(), package.method.state_dict()
+moved = max(float((p.detach() - before[name]).abs().max()) for name, p in step_method.named_parameters())
+difference = max(float((mine[k].float() - theirs[k].float()).abs().max()) for k in mine)
+print(f"largest weight change {moved:.2e} | largest difference from vos_lab's step {difference:.2e}")
+
+# %%
+assert moved > 0
+assert all(torch.allclose(mine[k].float(), theirs[k].float(), atol=1e-5) for k in mine)  # lr / 100: GPU rounding
+
+# %% [markdown]
+# ## 6. Training (load-or-train)
 # Three models with the same encoder, data and number of steps:
 # - **vondrick**: grayscale input, 3 references -> 1 target;
 # - **bottleneck**: RGB input with channel dropout, 1 reference -> 1 target (CorrFlow's bottleneck with
@@ -225,7 +331,7 @@ fig.suptitle("Channel dropout (CorrFlow's bottleneck) on four training samples")
 # jitter**: each frame's crop moves by up to `P.crop_jitter` pixels (48 in the cpu profile). Most of our
 # real clips come from a static camera, where "the same position" already finds the right colour; the
 # jitter acts as a camera motion, so the pointer has to search, as it must on DAVIS; and a learning rate
-# that decays to zero along a cosine (`P.lr_schedule`), so a short run ends on small steps. Section 7
+# that decays to zero along a cosine (`P.lr_schedule`), so a short run ends on small steps. Section 8
 # measures what each change brings.
 
 # %%
@@ -249,10 +355,10 @@ ax.legend();
 # %% [markdown]
 # With RGB input the target's own colours are in the input, so the *rgb* model can lower its loss by
 # matching colours rather than learning correspondence. A low proxy loss is not the goal; correspondence is,
-# and only J&F (section 7) tells which model tracks better.
+# and only J&F (section 8) tells which model tracks better.
 
 # %% [markdown]
-# ## 6. What the model copies: colourised reconstructions
+# ## 7. What the model copies: colourised reconstructions
 # The trained **vondrick** model colours a grayscale target by copying from its references: here its
 # predicted classes (L from the target, ab from the class centres) next to the truth.
 
@@ -275,7 +381,7 @@ plots.image_panel(axes[3], clip[0, -1], "true colours")
 fig.suptitle("Colourisation by copying (trained vondrick model)");
 
 # %% [markdown]
-# ## 7. Does it track? J&F under chapter 1's protocol
+# ## 8. Does it track? J&F under chapter 1's protocol
 # Every model is evaluated with the same propagation (tau 0.1, top-5, radius 12, frame 0 + 7 recent
 # frames) against the best hand-made baseline of chapter 1 (Lab pixels), on synthetic videos and, when
 # present, on real DAVIS sequences (the profile says how many).
@@ -359,7 +465,7 @@ fig.suptitle("Learned correspondences vs the best pixel baseline");
 # In the smoke profile (CI) the models train for a few steps, so their numbers mean nothing.
 
 # %% [markdown]
-# ## 8. The affinity explorer on learned features
+# ## 9. The affinity explorer on learned features
 # Where does a pixel of the target frame point in its references, with the trained bottleneck features?
 # (`INTERACTIVE = True` in JupyterLab gives the live widget: click a pixel, move the sliders.)
 
@@ -385,12 +491,14 @@ assert len(view.matches) == explorer.config.topk
 #   classification.
 # - With RGB input the network can match colours instead of places; CorrFlow's channel dropout is an
 #   *information bottleneck* against that. In our short cpu-profile runs it did **not** pay off (table in
-#   section 7: the model without it scored higher); the papers train for days, and whether the bottleneck
+#   section 8: the model without it scored higher); the papers train for days, and whether the bottleneck
 #   helps with a longer budget is exercise 4.
 # - Train in the geometry you test in: the cosine pointer and a search forced by crop jitter took the
 #   bottleneck model from below Lab pixels to 7.7 points above them at the same 800 steps (constant
 #   learning rate); a decaying learning rate took the grayscale model from on par to 4 points above them,
-#   at some cost to the bottleneck model (section 7).
+#   at some cost to the bottleneck model (section 8).
+# - A training step is sample, prepare, loss, backward, then Adam at the scheduled rate; written out, it
+#   moves the weights exactly as the package's loop does.
 # - The same propagation protocol measures everything, so the comparison with chapter 1 is fair.
 #
 # ## Exercises

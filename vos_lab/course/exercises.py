@@ -200,3 +200,43 @@ def check_huber_target(fn: Callable) -> None:
             assert torch.allclose(got[b], want[b], atol=1e-4), f"channels {channel.tolist()}, size {size}: sample " \
                 f"{b} must regress channel {c} ({name}), averaged per cell, / 110 x 20"
     print("huber_target: correct")
+
+
+def _dropout_masks(out: torch.Tensor) -> torch.Tensor:
+    """Which channels of each frame were zeroed, (B, T, 3), for an input of ones."""
+    return out.flatten(3).abs().sum(-1) == 0
+
+
+def check_channel_dropout(fn: Callable) -> Callable:
+    """Exercise 2.3: CorrFlow's bottleneck, as `vos_lab.methods.colourisation.channel_dropout`. Returns the
+    function checked (yours, or the solution while yours is not done)."""
+    from vos_lab.methods.colourisation import channel_dropout
+
+    ones = torch.ones(4000, 3, 3, 2, 2)  # (B, T, 3, H, W): many samples, to measure the probabilities
+    fn = _attempted(fn, 2, "channel_dropout", ones[:4], 0.7, torch.Generator().manual_seed(0))
+    out = fn(ones.clone(), 1.0, torch.Generator().manual_seed(1))
+    assert tuple(out.shape) == tuple(ones.shape), f"the shape must stay {tuple(ones.shape)}, got {tuple(out.shape)}"
+    masks = _dropout_masks(out)
+    assert (masks == masks[:, :1]).all(), "every frame of a sample must lose the same channels (draw once per sample)"
+    dropped = masks[:, 0].sum(1)
+    assert set(dropped.tolist()) <= {1, 2}, \
+        f"with probability 1 each sample must lose 1 or 2 channels, got {sorted(set(dropped.tolist()))}"
+    share = float((dropped == 2).float().mean())
+    assert 0.45 < share < 0.55, f"1 and 2 dropped channels must be equally likely; 2 happened {share:.0%} of the time"
+    per_channel = masks[:, 0].float().mean(0)
+    assert (per_channel - per_channel.mean()).abs().max() < 0.05, \
+        f"every channel must be dropped equally often, got {per_channel.tolist()}"
+    kept_values = out.flatten(3)[..., 0][~masks]
+    want = (3.0 / (3 - dropped)).repeat_interleave(ones.shape[1] * (3 - dropped))  # kept values, sample by sample
+    assert torch.allclose(kept_values, want.float()), "rescale the kept channels by 3 / (number of channels kept)"
+    assert torch.equal(fn(ones[:8].clone(), 0.0, torch.Generator().manual_seed(2)), ones[:8]), \
+        "with probability 0 the input must come back unchanged"
+    share = float(_dropout_masks(fn(ones.clone(), 0.7, torch.Generator().manual_seed(3)))[:, 0].any(1).float().mean())
+    assert 0.66 < share < 0.74, f"with probability 0.7, {share:.0%} of the samples lost channels (expected about 70%)"
+    inputs = torch.randn(8, 2, 3, 5, 6, generator=torch.Generator().manual_seed(4))
+    for seed in range(3):
+        got, want = (f(inputs.clone(), 0.7, torch.Generator().manual_seed(seed)) for f in (fn, channel_dropout))
+        assert torch.allclose(got, want), f"seed {seed}: the rules hold but the random draws differ from vos_lab's; " \
+            "draw rand(B) < p, then randint(1, 3, (B,)), then argsort(rand(B, 3)), in this order"
+    print("channel_dropout: correct")
+    return fn

@@ -145,4 +145,33 @@ def memory_timeline(references: dict[int, Sequence[int]], long_term: Sequence[in
     ax.legend(handles=[plt.matplotlib.patches.Patch(color="tab:orange", label="long-term"),
                        plt.matplotlib.patches.Patch(color="tab:blue", label="short-term"), *ax.get_lines()],
               loc="upper left", fontsize=8)
+
+
+def pointer_schematic(palette: np.ndarray, classes: Sequence[int], weights: Sequence[float],
+                      title: str = "The colourisation pointer for one target pixel"):
+    """The pointer/copy mechanism: reference pixels in the colours of their classes (`palette` (K, 3) in 0..1),
+    arrows to one gray target pixel as wide as their attention `weights` (summing to 1), and the copied colour
+    distribution: each class gets the summed weight of the references of that class."""
+    classes, weights = np.asarray(classes), np.asarray(weights, dtype=float)
+    n, target_y = len(classes), (len(classes) - 1) / 2
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 2]},
+                                   layout="constrained")
+    for y, cls, weight in zip(range(n - 1, -1, -1), classes, weights, strict=True):  # reference 0 on top
+        ax.add_patch(plt.Rectangle((0, y - 0.35), 0.7, 0.7, facecolor=palette[cls], edgecolor="k"))
+        ax.annotate("", xy=(3.0, target_y), xytext=(0.75, y),
+                    arrowprops={"arrowstyle": "-|>", "lw": 0.5 + 14 * weight, "color": "tab:blue", "alpha": 0.6})
+        ax.text(0.8, y + 0.12 * (target_y - y) + 0.2, f"{weight:.2f}", fontsize=8)
+    ax.add_patch(plt.Rectangle((3.05, target_y - 0.35), 0.7, 0.7, facecolor="0.6", edgecolor="k"))
+    ax.text(3.4, target_y - 0.6, "target j\n(gray: colour unknown)", ha="center", va="top", fontsize=8)
+    ax.set(xlim=(-0.3, 4.3), ylim=(-1.3, n - 0.3), title="Attention weights $A_{ij}$ (arrow width)",
+           xlabel="reference pixels i (left) point to target pixel j (right)", ylabel="reference pixel i")
+    ax.set_xticks([])
+    ax.set_yticks(range(n - 1, -1, -1), [f"i={i}: class {c}" for i, c in enumerate(classes)], fontsize=8)
+    copied = np.bincount(classes, weights, minlength=len(palette))
+    bars.bar(range(len(palette)), copied, color=palette, edgecolor="k")
+    bars.set_xticks(range(len(palette)))
+    bars.tick_params(axis="x", labelsize=7)
+    bars.set(title=r"Copied distribution $\hat c_j = \sum_i A_{ij}\,\mathrm{onehot}(c_i)$", xlabel="colour class",
+             ylabel="probability", ylim=(0, 1))
+    fig.suptitle(title)
     return fig
