@@ -18,8 +18,12 @@ from functools import cache
 import numpy as np
 import torch
 
+from vos_lab.attention import neighbourhood_mask
+from vos_lab.colour import quantise_ab
 from vos_lab.data.davis import mask_to_ids
 from vos_lab.errors import VosLabError
+from vos_lab.methods.colourisation import channel_dropout
+from vos_lab.methods.mast import dropped_channel
 from vos_lab.paths import chapters_dir
 from vos_lab.propagation import PropagationConfig
 
@@ -122,8 +126,6 @@ def check_topk_weights(fn: Callable) -> None:
 
 def check_nearest_centre(fn: Callable) -> None:
     """Exercise 2.1: nearest ab centre per pixel, as `vos_lab.colour.quantise_ab`."""
-    from vos_lab.colour import quantise_ab
-
     generator = torch.Generator().manual_seed(0)
     centres = torch.randn(16, 2, generator=generator) * 40
     ab = torch.randn(2, 9, 11, generator=generator) * 50
@@ -153,8 +155,6 @@ def check_copy_colours(fn: Callable) -> None:
 
 def check_valid_positions(fn: Callable) -> None:
     """Exercise 3.1: valid window positions of one cell, as `vos_lab.attention.neighbourhood_mask`."""
-    from vos_lab.attention import neighbourhood_mask
-
     cases = [(20, 20, (0, 0), 6, 1), (20, 20, (0, 0), 6, 2), (20, 20, (10, 10), 4, 1), (13, 17, (12, 3), 3, 2),
              (5, 7, (2, 3), 6, 1), (9, 9, (4, 4), 2, 3)]
     fn = _attempted(fn, 3, "valid_positions", *cases[0])
@@ -185,8 +185,6 @@ def check_scheduled_colours(fn: Callable) -> None:
 
 def check_huber_target(fn: Callable) -> None:
     """Exercise 3.3: MAST's regression target, as `vos_lab.methods.mast.dropped_channel` (scale 20)."""
-    from vos_lab.methods.mast import dropped_channel
-
     generator = torch.Generator().manual_seed(0)
     lab = torch.randn(3, 2, 3, 16, 24, generator=generator) * 40
     fn = _attempted(fn, 3, "huber_target", lab, torch.tensor([1, 2, 1]), (2, 3))
@@ -210,8 +208,6 @@ def _dropout_masks(out: torch.Tensor) -> torch.Tensor:
 def check_channel_dropout(fn: Callable) -> Callable:
     """Exercise 2.3: CorrFlow's bottleneck, as `vos_lab.methods.colourisation.channel_dropout`. Returns the
     function checked (yours, or the solution while yours is not done)."""
-    from vos_lab.methods.colourisation import channel_dropout
-
     ones = torch.ones(4000, 3, 3, 2, 2)  # (B, T, 3, H, W): many samples, to measure the probabilities
     fn = _attempted(fn, 2, "channel_dropout", ones[:4], 0.7, torch.Generator().manual_seed(0))
     out = fn(ones.clone(), 1.0, torch.Generator().manual_seed(1))
