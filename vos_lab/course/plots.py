@@ -145,6 +145,7 @@ def memory_timeline(references: dict[int, Sequence[int]], long_term: Sequence[in
     ax.legend(handles=[plt.matplotlib.patches.Patch(color="tab:orange", label="long-term"),
                        plt.matplotlib.patches.Patch(color="tab:blue", label="short-term"), *ax.get_lines()],
               loc="upper left", fontsize=8)
+    return fig
 
 
 def pointer_schematic(palette: np.ndarray, classes: Sequence[int], weights: Sequence[float],
