@@ -117,6 +117,9 @@ def nearest_centre(ab: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 exercises.check_nearest_centre(nearest_centre)
 
+# %% [markdown] jupyter={"source_hidden": true}
+# **Solution**: `exercises.show_solution(2, "nearest_centre")`, or `notebooks/solutions/ch02.py`.
+
 # %% [markdown]
 # The frame rebuilt from its L channel and the centre of each pixel's class: 16 colours are enough to
 # recognise what is where.
@@ -204,6 +207,9 @@ def copy_colours(weights: torch.Tensor, reference_classes: torch.Tensor, k: int)
 
 
 exercises.check_copy_colours(copy_colours)
+
+# %% [markdown] jupyter={"source_hidden": true}
+# **Solution**: `exercises.show_solution(2, "copy_colours")`, or `notebooks/solutions/ch02.py`.
 
 # %% [markdown]
 # ## 4. Why RGB input needs a bottleneck
