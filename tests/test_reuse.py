@@ -245,10 +245,10 @@ def test_the_suite_and_its_kernels_write_in_a_temporary_course_folder():
     home = Path(os.environ.get(HOME_VAR, SOURCE_TREE))
     assert not home.resolve().is_relative_to(SOURCE_TREE), "the tests' course folder is the repository"
     before = _repository_outputs()
-    script = ("from vos_lab.course.notebook import REPO; from vos_lab.profiles import get_profile; "
+    script = ("from vos_lab.course.notebook import HOME; from vos_lab.profiles import get_profile; "
               "from vos_lab.training.run import train_from_profile; "
-              "train_from_profile('colourisation', get_profile('smoke'), REPO / 'checkpoints' / 'writer.pt', "
-              "steps=1, device='cpu', progress=False, variant='bottleneck'); print(REPO)")
+              "train_from_profile('colourisation', get_profile('smoke'), HOME / 'checkpoints' / 'writer.pt', "
+              "steps=1, device='cpu', progress=False, variant='bottleneck'); print(HOME)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           cwd=SOURCE_TREE, env=os.environ | {"PYTHONPATH": str(SOURCE_TREE)})
     assert done.returncode == 0, done.stderr
@@ -266,7 +266,7 @@ def test_shared_data_and_relative_training_data_are_found_next_to_the_source_tre
     home, source = tmp_path / "home", tmp_path / "source"
     for folder in (home / "mine", source / "shared", home / "both", source / "both"):
         folder.mkdir(parents=True)
-    monkeypatch.setattr(notebook, "REPO", home)
+    monkeypatch.setattr(notebook, "HOME", home)
     monkeypatch.setattr(notebook, "SOURCE_TREE", source)
     assert notebook.training_sources("mine, shared, both, nowhere, embedded") == [
         str(home / "mine"), str(source / "shared"), str(home / "both"), str(home / "nowhere"), "embedded"]

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from vos_lab.colour import fit_ab_centres, lab_to_rgb, quantise_ab, rgb_to_lab
 from vos_lab.course import exercises, plots
 from vos_lab.course.notebook import (
-    REPO,
+    HOME,
     davis_sequences,
     encode_video,
     iter_davis_predictions,
@@ -68,7 +68,7 @@ from vos_lab.training.schedule import learning_rate
 lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str)
 P = lab.profile
 SOURCES = training_sources(TRAIN_DATA)
-CHECKPOINT_DIR = REPO / CHECKPOINTS
+CHECKPOINT_DIR = HOME / CHECKPOINTS
 print(lab)
 print("training data:", SOURCES, "| checkpoints:", CHECKPOINT_DIR)
 

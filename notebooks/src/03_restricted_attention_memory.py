@@ -55,7 +55,7 @@ from vos_lab.attention import (
 from vos_lab.bench import bench_attention
 from vos_lab.cache import reuse_or_compute
 from vos_lab.course import exercises, plots
-from vos_lab.course.notebook import REPO, cached_predictions, checkpoint_key, setup, training_sources
+from vos_lab.course.notebook import HOME, cached_predictions, checkpoint_key, setup, training_sources
 from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.data.davis import DavisDataset
@@ -72,8 +72,8 @@ lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str, ABLATION_STEPS=int)
 P = lab.profile
 SMOKE = P.name == "smoke"
 SOURCES = training_sources(TRAIN_DATA)
-CHECKPOINT_DIR = REPO / CHECKPOINTS
-RUNS = REPO / "runs" / "ch03" / P.name  # cached propagation results (git-ignored)
+CHECKPOINT_DIR = HOME / CHECKPOINTS
+RUNS = HOME / "runs" / "ch03" / P.name  # cached propagation results (git-ignored)
 print(lab)
 print("training data:", SOURCES, "| checkpoints:", CHECKPOINT_DIR)
 

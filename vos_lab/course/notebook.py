@@ -36,7 +36,7 @@ from vos_lab.propagation import PropagationConfig, propagate_video
 from vos_lab.training.checkpoints import load_checkpoint
 
 THREADS = {"smoke": 1}  # torch threads per profile (tiny tensors: threads cost more than they give)
-REPO = course_home()  # the course's working folder: checkpoints/, runs/, relative TRAIN_DATA paths
+HOME = course_home()  # the course's working folder: checkpoints/, runs/, relative TRAIN_DATA paths
 SHARED_DAVIS = SOURCE_TREE.parent / "shared" / "data" / "davis2016-dev"  # development data next to the source tree
 
 # name -> (allowed types, what it means); None among the types means the value may be None.
@@ -174,7 +174,7 @@ def training_sources(value: str) -> list[str]:
 
 
 def _from_home(path: Path) -> Path:
-    found = REPO / path
+    found = HOME / path
     return SOURCE_TREE / path if not found.exists() and (SOURCE_TREE / path).exists() else found
 
 
