@@ -87,6 +87,10 @@ class Method(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
+    def after_step(self, step: int) -> None:
+        """Called by the training loop right after each optimiser step (`step`: the index of the update just
+        done, from 0), before it is counted: for updates outside back-propagation (a momentum encoder)."""
+
     def frame_encoder(self) -> FrameEncoder:
         """The encoder used at test time, wrapped for propagation."""
         return FrameEncoder(self.encoder, space=self.space, stride=8, name=self.name)

@@ -57,9 +57,16 @@ class MastMethod(Method):
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         inputs, channel = drop_ab_channel(batch["inputs"])
         features = self.encode_clips(inputs).float()  # (B, 2, D, h, w)
-        values = dropped_channel(batch["lab"], channel, features.shape[-2:], self.config["huber_scale"])
-        predicted = windowed_attention(features[:, 1], features[:, 0], values[:, :1], self.config["radius"],
-                                       self.config["temperature"])[:, 0]
-        loss = F.smooth_l1_loss(predicted, values[:, 1])
-        baseline = F.smooth_l1_loss(values[:, 0], values[:, 1])  # copying each cell from the same place
-        return loss, {"loss": loss.item(), "copy_same_place": baseline.item()}
+        return reconstruction_loss(features[:, 1], features[:, 0], batch["lab"], channel, self.config)
+
+
+def reconstruction_loss(target: torch.Tensor, reference: torch.Tensor, lab: torch.Tensor, channel: torch.Tensor,
+                        config: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """MAST's loss given the features (B, D, h, w) of the target and the reference frame: the target's dropped
+    channel (of Lab pairs (B, 2, 3, H, W)) copied from the reference's through the windowed attention
+    (`radius`, `temperature` of `config`), Huber loss; also what copying from the same place would cost."""
+    values = dropped_channel(lab, channel, target.shape[-2:], config["huber_scale"])
+    predicted = windowed_attention(target, reference, values[:, :1], config["radius"], config["temperature"])[:, 0]
+    loss = F.smooth_l1_loss(predicted, values[:, 1])
+    baseline = F.smooth_l1_loss(values[:, 0], values[:, 1])  # copying each cell from the same place
+    return loss, {"loss": loss.item(), "copy_same_place": baseline.item()}

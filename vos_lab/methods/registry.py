@@ -7,8 +7,10 @@ from vos_lab.methods.base import Method
 from vos_lab.methods.colourisation import ColourisationMethod
 from vos_lab.methods.corrflow import CorrFlowMethod
 from vos_lab.methods.mast import MastMethod
+from vos_lab.methods.momentum import MomentumMethod
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod, CorrFlowMethod, MastMethod)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod, CorrFlowMethod, MastMethod,
+                                                              MomentumMethod)}
 ALIASES = {"colorization": "colourisation"}  # other spellings accepted on the command line
 
 
