@@ -10,7 +10,7 @@ times one call per size in a child whose allocator returns freed buffers to the 
 mmap threshold), so the peak of each call counts its live buffers only.
 `bench_propagation` prints seconds per frame, peak memory, their ratios, whether both give identical masks,
 and the J&F of both against the ground truth. `bench_attention` (chapter 3) times one attention call at
-growing resolutions.
+growing resolutions. `bench_adapt` (chapter 4) times online adaptation on one propagated video.
 """
 
 from __future__ import annotations
@@ -260,3 +260,49 @@ def bench_attention(heights: tuple[int, ...] = (120, 240, 360, 480), stride: int
             if progress:
                 print(f"{width:>4}x{height:<4} {row['cells']:>9} {name:>9} {seconds:>9.3f} {row['peak_mib']:>9.1f}")
     return rows
+
+
+def _adapt_run(frames: np.ndarray, pseudo_ids: np.ndarray, adapt, device: str) -> tuple[np.ndarray, float, int]:
+    """In a child process: online adaptation of one video; (id maps, seconds, peak bytes)."""
+    from dataclasses import replace
+
+    from vos_lab.adaptation import adapt_video
+
+    adapt_video(frames[:2], pseudo_ids[:2], replace(adapt, iters=1), device, False)  # warm-up: the first call
+    return _measure(device, adapt_video, frames, pseudo_ids, adapt, device, False)  # initialises the kernels
+
+
+def bench_adapt(adapt, features: str, config: PropagationConfig, height: int = 480, width: int = 854,
+                frames: int | None = None, davis: Path | None = None, sequence: str | None = None,
+                split: str | None = None, device: str = "auto") -> dict[str, float]:
+    """Online adaptation (`vos_lab.adaptation.AdaptConfig` `adapt`) of one video propagated with `features`: a
+    DAVIS sequence (its first `frames` frames) or a synthetic video as in `bench_propagation`. Prints and
+    returns seconds per frame of the video, seconds per iteration, peak MiB (measured in a fresh process) and
+    J&F of the propagated and the adapted masks."""
+    device = pick_device(device).type
+    with tempfile.TemporaryDirectory(prefix="vos_lab-bench-") as tmp:
+        if davis is None:
+            from vos_lab.data.synthetic import write_synthetic_davis
+
+            frames = frames or 12
+            write_synthetic_davis(Path(tmp), sequences=1, frames=frames, height=height, width=width, seed=0)
+            davis, split = Path(tmp), "val"
+        video = _video(davis, sequence, split, frames)
+        encoder = build_encoder(features, device)
+        gt_ids, void = video.masks()
+        pseudo = np.stack(list(propagate_video(lambda f: encoder.encode(f)[0], video.frame, len(video), gt_ids[0],
+                                               config, encoder.stride)))
+        images = np.stack([video.frame(t) for t in range(len(video))])
+    adapted, seconds, peak = _in_fresh_process(_adapt_run, images, pseudo, adapt, device)
+    objects = int(gt_ids[0].max())
+    scores = {name: summarize({video.name: evaluate_sequence(gt_ids, ids, void, objects)})[0]["J&F-Mean"]
+              for name, ids in (("propagated", pseudo), ("adapted", adapted))}
+    figures = {"seconds_per_frame": seconds / len(video), "seconds_per_iteration": seconds / adapt.iters,
+               "peak_mib": peak / 2**20, "J&F propagated": scores["propagated"], "J&F adapted": scores["adapted"]}
+    print(f"video: {video.name}, {len(video)} frames of {gt_ids.shape[2]}x{gt_ids.shape[1]}; pseudo labels from "
+          f"{features}; device {device}; U-Net width {adapt.width}, input height {adapt.size}, {adapt.iters} "
+          f"iterations of {adapt.batch_size} frames")
+    print(f"adaptation: {seconds:.1f} s ({figures['seconds_per_frame']:.3f} s/frame of the video, "
+          f"{figures['seconds_per_iteration']:.3f} s/iteration including prediction), peak {figures['peak_mib']:.1f} "
+          f"MiB; J&F propagated {scores['propagated']:.4f} -> adapted {scores['adapted']:.4f}")
+    return figures

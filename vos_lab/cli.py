@@ -51,6 +51,28 @@ def _propagation_args(parser: argparse.ArgumentParser) -> None:
                         help="softmax temperature tau (default: %(default)s)")
 
 
+def _adapt_args(parser: argparse.ArgumentParser) -> None:
+    """`propagate --online-adapt`: chapter 4's U-Net trained per video on the propagated masks."""
+    parser.add_argument("--online-adapt", action="store_true",
+                        help="train a U-Net per video on the propagated masks and write its predictions (chapter 4)")
+    parser.add_argument("--adapt-iters", type=int, help="U-Net iterations per video (default: the profile's)")
+    parser.add_argument("--profile", default=None,
+                        help="profile giving the U-Net's iterations and size (default: $VOS_LAB_PROFILE, else cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the U-Net (default: 0)")
+
+
+def _adapt_config(args: argparse.Namespace):
+    """The online adaptation asked for (None without --online-adapt), checked before any work."""
+    from vos_lab.adaptation import AdaptConfig
+    from vos_lab.profiles import get_profile
+
+    if not args.online_adapt:
+        if args.adapt_iters is not None:
+            raise VosLabError("--adapt-iters needs --online-adapt")
+        return None
+    return AdaptConfig.from_profile(get_profile(args.profile), args.adapt_iters, args.seed)
+
+
 def _config(args: argparse.Namespace):
     from vos_lab.propagation import PropagationConfig
 
@@ -123,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", action="store_true", help="MAST's coarse-to-fine ROI for the long-term references")
     _propagation_args(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    _adapt_args(p)
 
     p = sub.add_parser("evaluate", help="score a results folder with the DAVIS metric (J, F, J&F)")
     _dataset_args(p)
@@ -162,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=24)
 
     p = sub.add_parser("bench", help="benchmarks that print speed and memory figures")
-    p.add_argument("what", choices=("propagation", "sampler", "attention"))
+    p.add_argument("what", choices=("propagation", "sampler", "attention", "adapt"))
     p.add_argument("--heights", default="120,240,360,480", help="attention: frame heights to measure (16:9)")
     p.add_argument("--references", type=int, default=1, help="attention: reference frames")
     p.add_argument("--profile", default="gpu", help="sampler: whose batch size and crop to use")
@@ -179,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None)
     _propagation_args(p)
     p.set_defaults(topk=5, radius=12, context=7)
+    p.add_argument("--adapt-iters", type=int, help="adapt: U-Net iterations (default: the --profile's)")
     return parser
 
 
@@ -200,13 +224,14 @@ def _propagate(args: argparse.Namespace) -> int:
     from vos_lab.evaluation import propagate_dataset
     from vos_lab.features import build_encoder
 
-    config = _config(args)
+    config, adapt = _config(args), _adapt_config(args)
     _check_output(args.out, folder=True)
     dataset = DavisDataset(args.davis, args.year, args.split)
     encoder = build_encoder(args.features, pick_device(args.device))
-    run = propagate_dataset(encoder, dataset, args.out, config, _names(args.sequences))
+    run = propagate_dataset(encoder, dataset, args.out, config, _names(args.sequences), adapt=adapt)
+    adapted = f", online adaptation {adapt.iters} iterations at {adapt.size} px" if adapt else ""
     print(f"{run.frames} frames of {len(run.sequences)} sequences in {run.seconds:.1f} s "
-          f"({run.seconds_per_frame:.3f} s/frame) -> {args.out}")
+          f"({run.seconds_per_frame:.3f} s/frame{adapted}) -> {args.out}")
     return 0
 
 
@@ -314,6 +339,15 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     if args.what == "sampler":
         bench_sampler(args.profile)
+        return 0
+    if args.what == "adapt":
+        from vos_lab.adaptation import AdaptConfig
+        from vos_lab.bench import bench_adapt
+        from vos_lab.profiles import get_profile
+
+        adapt = AdaptConfig.from_profile(get_profile(args.profile), args.adapt_iters)
+        bench_adapt(adapt, args.features, _config(args), args.height, args.width, args.frames, davis=args.davis,
+                    sequence=args.sequence, split=args.split, device=args.device)
         return 0
     bench_propagation(args.features, _config(args), args.height, args.width, args.frames,
                       davis=args.davis, sequence=args.sequence, split=args.split, device=args.device)

@@ -2,7 +2,9 @@
 
 Results are written in the official submission layout (`<out>/<sequence>/<frame>.png`, indexed PNGs
 with the DAVIS palette), so the official toolkit can score them as well; `score_results` reads them
-back exactly as the toolkit does. Each sequence is written into a hidden folder beside its target and moved
+back exactly as the toolkit does. With online adaptation (`vos_lab.adaptation`, chapter 4) each sequence's
+propagated masks are the pseudo labels of a U-Net trained on that video, whose predictions are written instead.
+Each sequence is written into a hidden folder beside its target and moved
 into place when complete, so a failed or interrupted run never leaves a half-written sequence.
 """
 
@@ -14,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
+from vos_lab.adaptation import AdaptConfig, adapt_video
 from vos_lab.data.davis import DavisDataset, DavisSequence, read_mask_raw, save_palette_png
 from vos_lab.errors import VosLabError
 from vos_lab.metrics import evaluate_sequence, summarize
@@ -56,9 +60,18 @@ def write_sequence(folder: Path, names: Iterable[str], id_maps: Iterable[np.ndar
                 bar.update(1)
 
 
+def adapt_sequence(sequence: DavisSequence, pseudo_ids: np.ndarray, adapt: AdaptConfig,
+                   device: torch.device | str = "cpu", progress: bool = True) -> np.ndarray:
+    """Online adaptation of one sequence on its propagated id maps (T, H, W): the U-Net's id maps."""
+    frames = np.stack([sequence.frame(t) for t in range(len(sequence))])
+    return adapt_video(frames, pseudo_ids, adapt, device, progress, desc=f"adapt {sequence.name}")
+
+
 def propagate_dataset(encoder: FrameEncoder, dataset: DavisDataset, out_dir: Path, config: PropagationConfig,
-                      names: list[str] | None = None, progress: bool = True) -> PropagationRun:
-    """Propagate the first-frame masks of each sequence and write `out_dir/<seq>/<frame>.png`."""
+                      names: list[str] | None = None, progress: bool = True,
+                      adapt: AdaptConfig | None = None) -> PropagationRun:
+    """Propagate the first-frame masks of each sequence and write `out_dir/<seq>/<frame>.png`; with `adapt`,
+    write the predictions of a U-Net adapted to the propagated masks instead (online adaptation)."""
     run = PropagationRun()
     sequences = dataset.sequences(names)
     start = time.perf_counter()
@@ -66,8 +79,10 @@ def propagate_dataset(encoder: FrameEncoder, dataset: DavisDataset, out_dir: Pat
               desc=f"propagate ({encoder.name})") as bar:
         for sequence in sequences:
             bar.set_postfix_str(sequence.name)
-            write_sequence(Path(out_dir) / sequence.name, sequence.frame_names,
-                           predict_sequence(encoder, sequence, config), bar)
+            ids = predict_sequence(encoder, sequence, config)
+            if adapt is not None:
+                ids = adapt_sequence(sequence, np.stack(list(ids)), adapt, encoder.device, progress)
+            write_sequence(Path(out_dir) / sequence.name, sequence.frame_names, ids, bar)
             run.sequences.append(sequence.name)
             run.frames += len(sequence)
     run.seconds = time.perf_counter() - start
@@ -87,6 +102,15 @@ def read_results(results_dir: Path, sequence: DavisSequence) -> np.ndarray:
             raise VosLabError(f"{path}: size {mask.shape[1]}x{mask.shape[0]} differs from the frames' "
                               f"{sequence.frame_size[1]}x{sequence.frame_size[0]}")
     return np.stack(masks)
+
+
+def adapt_results(dataset: DavisDataset, pseudo_dir: Path, out_dir: Path, adapt: AdaptConfig,
+                  names: list[str] | None = None, device: torch.device | str = "cpu", progress: bool = True) -> None:
+    """Online adaptation on propagated masks already written in `pseudo_dir` (submission layout): the U-Net's
+    masks of each sequence to `out_dir/<seq>/<frame>.png` (re-uses one propagation for several settings)."""
+    for sequence in dataset.sequences(names):
+        ids = adapt_sequence(sequence, read_results(pseudo_dir, sequence), adapt, device, progress)
+        write_sequence(Path(out_dir) / sequence.name, sequence.frame_names, ids)
 
 
 @dataclass

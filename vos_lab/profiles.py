@@ -55,6 +55,11 @@ class Profile:
     # the learning-rate schedule of every method trained from the profile (`vos_lab.training.schedule`):
     # short cpu runs decay to zero ("cosine", measured in chapter 2); the gpu profile keeps the papers' constant rate.
     lr_schedule: str
+    # chapter 4's online adaptation (`vos_lab.adaptation`): U-Net iterations per video, its input height and
+    # width; the gpu profile keeps the paper's 200 iterations at 480 px, cpu and smoke are set below
+    adapt_iters: int = 200
+    adapt_size: int = 480
+    adapt_width: int = 16
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +82,9 @@ PROFILES: dict[str, Profile] = {
                    encoder_multipliers=(1, 2, 4, 4), embed_dim=64, eval_every=2_000, cosine_pointer=False,
                    crop_jitter=0, lr_schedule="constant"),
 }
+# online adaptation on a CPU: a U-Net of width 8 at 96 px, 60 iterations (about 0.2 s each on one idle core)
+PROFILES["smoke"] = replace(PROFILES["smoke"], adapt_iters=3, adapt_size=32, adapt_width=4)
+PROFILES["cpu"] = replace(PROFILES["cpu"], adapt_iters=60, adapt_size=96, adapt_width=8)
 
 
 def check_field(field: str, value: object) -> object:
