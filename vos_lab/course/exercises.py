@@ -10,6 +10,7 @@ for when you choose to look.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import inspect
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from vos_lab.data.davis import mask_to_ids
 from vos_lab.errors import VosLabError
 from vos_lab.methods.colourisation import channel_dropout
 from vos_lab.methods.mast import dropped_channel
+from vos_lab.methods.momentum import momentum_update
 from vos_lab.paths import chapters_dir
 from vos_lab.propagation import PropagationConfig
 
@@ -236,3 +238,27 @@ def check_channel_dropout(fn: Callable) -> Callable:
             "draw rand(B) < p, then randint(1, 3, (B,)), then argsort(rand(B, 3)), in this order"
     print("channel_dropout: correct")
     return fn
+
+
+def check_momentum_update(fn: Callable) -> None:
+    """Exercise 4.1: the key encoder's moving average, as `vos_lab.methods.momentum.momentum_update`
+    (in place, parameters only, the query untouched)."""
+
+    def nets(seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+        torch.manual_seed(seed)
+        return (torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.Linear(4, 2))
+                for _ in range(2))
+
+    fn = _attempted(fn, 4, "momentum_update", *nets(0), 0.9)
+    for seed, m in ((1, 0.9), (2, 0.999), (3, 0.0), (4, 1.0)):
+        key, query = nets(seed)
+        want, query_before = copy.deepcopy(key), copy.deepcopy(query)
+        momentum_update(want, query, m)
+        fn(key, query, m)
+        for (name, got), expected in zip(key.named_parameters(), want.parameters(), strict=True):
+            assert torch.allclose(got, expected, atol=1e-6), \
+                f"m={m}: key parameter {name} must become m * key + (1 - m) * query (in place)"
+        for (name, got), before in zip(query.named_parameters(), query_before.parameters(), strict=True):
+            assert torch.equal(got, before), f"m={m}: the query's {name} changed; only the key follows"
+        assert all(p.grad is None for p in key.parameters()), "no gradient: update under torch.no_grad()"
+    print("momentum_update: correct")
