@@ -32,3 +32,15 @@ def test_bench_propagation_on_a_tiny_synthetic_video(tmp_path, monkeypatch):
     assert figures["masks"]["differing_pixels"] == 0 and figures["masks"]["identical"] == 1.0
     assert figures["windowed"]["J&F"] == figures["dense"]["J&F"]
     assert not list(tmp_path.glob("vos_lab-bench-*")), "the synthetic video's folder is removed"
+
+
+def test_bench_adapt_on_a_tiny_synthetic_video(tmp_path, monkeypatch, capsys):
+    from vos_lab.adaptation import AdaptConfig
+    from vos_lab.bench import bench_adapt
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    figures = bench_adapt(AdaptConfig(iters=2, size=32, width=4), "lab", PropagationConfig(radius=3, context=2),
+                          height=64, width=112, frames=4)
+    assert figures["seconds_per_frame"] > 0 and figures["peak_mib"] > 0
+    assert 0 <= figures["J&F propagated"] <= 1 and 0 <= figures["J&F adapted"] <= 1
+    assert "s/frame of the video" in capsys.readouterr().out
