@@ -7,7 +7,7 @@ from torch import nn
 from vos_lab.cli import main
 from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.errors import VosLabError
-from vos_lab.methods.momentum import MomentumMethod, momentum_at, momentum_update, weight_distance
+from vos_lab.methods.momentum import TEST_ENCODER, MomentumMethod, momentum_at, momentum_update, weight_distance
 from vos_lab.training.checkpoints import load_method
 from vos_lab.training.loop import TrainConfig, train
 
@@ -39,8 +39,10 @@ def test_momentum_schedules():
 def test_options_are_checked():
     with pytest.raises(VosLabError, match="momentum"):
         MomentumMethod(momentum=1.5)
-    with pytest.raises(VosLabError, match="test_encoder"):
-        MomentumMethod(test_encoder="both")
+    with pytest.raises(VosLabError, match="momentum_schedule"):
+        MomentumMethod(momentum_schedule="cosine")
+    with pytest.raises(VosLabError, match="no 'both' encoder"):
+        MomentumMethod(**SMALL).frame_encoder("both")
 
 
 def test_training_moves_the_query_and_the_key_follows(tmp_path):
@@ -64,8 +66,9 @@ def test_training_moves_the_query_and_the_key_follows(tmp_path):
     assert distances[0] == 0.0 and distances[-1] > 0
     loaded = load_method(tmp_path / "m.pt")  # the key encoder is in the checkpoint
     assert weight_distance(loaded.key_encoder, method.key_encoder.cpu()) == 0.0
-    assert loaded.frame_encoder().trunk is loaded.key_encoder
+    assert loaded.frame_encoder("key").trunk is loaded.key_encoder
     assert loaded.frame_encoder("query").trunk is loaded.encoder
+    assert loaded.frame_encoder().trunk is loaded.frame_encoder(TEST_ENCODER).trunk
 
 
 def test_train_refuses_a_checkpoint_of_another_method(tmp_path, capsys):
