@@ -407,9 +407,9 @@ assert all(0 <= value <= 1 for value in ablations.values())
 # (a) The gpu profile keeps the papers' widths (1, 2, 4, 4) x 64. (b) With 800 steps a constant 0.999 would
 # leave the key about 45% at its random initialisation ($0.999^{800}$); the warm-up $\min(m, \frac{1+t}{10+t})$
 # is the usual one of moving averages, and `momentum_schedule="constant"` is MoCo's. (c) The cpu profile
-# uses width 8, height 96 and 60 iterations (seconds per video on a laptop); frames keep their aspect ratio
-# instead of being squeezed to a square. (d) Frame 0's pseudo label is its annotation; Adam at 1e-3; the
-# seed fixes the U-Net's initialisation and the draws.
+# uses width 8 and height 96 (seconds per video on a laptop) with the paper's 200 iterations (60 underfit,
+# section 9); frames keep their aspect ratio instead of being squeezed to a square. (d) Frame 0's pseudo
+# label is its annotation; Adam at 1e-3; the seed fixes the U-Net's initialisation and the draws.
 #
 # ## 9. Measured results
 # cpu profile, models trained on the 8 real clips of `../shared/data/videos` (`python -m vos_lab train momentum
