@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-sequences", type=int, default=3, help="first N sequences of --val (default: 3)")
     p.add_argument("--val-frames", type=int, default=30, help="first N frames of each (default: 30)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default: the profile's; 0: at the end)")
+    p.add_argument("--workers", type=int, help="processes reading clips (default: 4 per GPU, none on the CPU); "
+                                               "under torchrun, per process")
 
     p = sub.add_parser("lectures", help="render the chapters with papermill to executed notebooks and HTML")
     from vos_lab.course.lectures import add_arguments as _lectures_args
@@ -251,6 +253,8 @@ def _train(args: argparse.Namespace) -> int:
             raise VosLabError("--option variant: give the variant with --variant")
         options["variant"] = args.variant
     options = METHODS[method].check_options(options)  # before any work: an error, not a crash mid-run
+    if args.workers is not None and args.workers < 0:
+        raise VosLabError(f"--workers must be 0 or more, got {args.workers}")
     _check_output(args.out)
     evaluate = None
     if args.val is not None:
@@ -261,7 +265,10 @@ def _train(args: argparse.Namespace) -> int:
         evaluate = validation_jf(dataset, dataset.names[: args.val_sequences], args.val_frames)
     result = train_from_profile(method, get_profile(args.profile), args.out, _names(args.data),
                                 steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
-                                evaluate=evaluate, eval_every=args.eval_every, replace=args.replace, **options)
+                                evaluate=evaluate, eval_every=args.eval_every, replace=args.replace,
+                                workers=args.workers, **options)
+    if int(os.environ.get("RANK", "0")):  # under torchrun, rank 0 reports
+        return 0
     last = result.history[-1] if result.history else {}
     loss = last.get("loss", float("nan"))
     print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
