@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heights", default="120,240,360,480", help="attention: frame heights to measure (16:9)")
     p.add_argument("--references", type=int, default=1, help="attention: reference frames")
     p.add_argument("--profile", default="gpu", help="sampler: whose batch size and crop to use")
+    p.add_argument("--data", default="embedded", help="sampler: training data, as for train (default: embedded)")
+    p.add_argument("--workers", default="0,1,2", help="sampler: numbers of loader processes to measure")
     p.add_argument("--features", default="random-resnet18",
                    help="propagation: lab, rgb, random-resnet18 (a random stride-8 CNN with 256-d output, standing "
                         "in for a learned encoder: the speed does not depend on the weights) or a checkpoint .pt")
@@ -320,7 +322,10 @@ def _bench(args: argparse.Namespace) -> int:
                         radius=args.radius, topk=args.topk, device=pick_device().type)
         return 0
     if args.what == "sampler":
-        bench_sampler(args.profile)
+        counts = [w for w in _names(args.workers) or [] if w.isdigit()]
+        if not counts or len(counts) != len(_names(args.workers)):
+            raise VosLabError(f"--workers: comma-separated numbers of processes (0 or more), got {args.workers!r}")
+        bench_sampler(args.profile, sources=_names(args.data), workers=tuple(int(w) for w in counts))
         return 0
     bench_propagation(args.features, _config(args), args.height, args.width, args.frames,
                       davis=args.davis, sequence=args.sequence, split=args.split, device=args.device)

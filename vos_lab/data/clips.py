@@ -261,6 +261,11 @@ def _seed_worker(worker: int) -> None:
     random.seed(seed)
 
 
+def _stack(clips: list[np.ndarray]) -> torch.Tensor:
+    """A batch as one tensor (NumPy's copy: torch.stack's threads only contend with the training's)."""
+    return torch.from_numpy(np.stack(clips))
+
+
 def clip_batches(sampler: ClipSampler, batch_size: int, steps: int, rank: int = 0, world: int = 1,
                  workers: int = 0, pin_memory: bool = False) -> Iterator[torch.Tensor]:
     """This rank's batches (B / world, length, crop, crop, 3) uint8 tensors of the next `steps` global batches of
@@ -271,7 +276,8 @@ def clip_batches(sampler: ClipSampler, batch_size: int, steps: int, rank: int = 
     batches = ClipBatches(sampler.position, batch_size, steps, rank, world)
     generator = torch.Generator().manual_seed(sampler.dataset.seed)
     loader = torch.utils.data.DataLoader(sampler.dataset, batch_sampler=batches, num_workers=workers,
-                                         pin_memory=pin_memory, worker_init_fn=_seed_worker, generator=generator)
+                                         pin_memory=pin_memory, worker_init_fn=_seed_worker, generator=generator,
+                                         collate_fn=_stack)
     try:
         yield from loader
     except VosLabError as error:
