@@ -95,3 +95,17 @@ def test_video_files_are_read_on_demand_as_decoded_up_front(tmp_path):
     from vos_lab.data.clips import load_video_file
 
     assert np.array_equal(streamed.read([0, 7, 19]), load_video_file(path, 72).frames[[0, 7, 19]])
+
+
+def test_bench_sampler_measures_clips_per_second_for_each_worker_count(capsys):
+    from vos_lab.bench import bench_sampler
+
+    figures = bench_sampler("smoke", batches=2, workers=(0, 1))
+    assert figures["clips_per_s_0_workers"] > 0 and figures["clips_per_s_1_workers"] > 0
+    assert "1 workers:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["", "1,a", "-1"])
+def test_bench_sampler_refuses_bad_worker_counts(workers, capsys):
+    assert main(["bench", "sampler", "--workers", workers]) == 2
+    assert capsys.readouterr().err.startswith("error: --workers")

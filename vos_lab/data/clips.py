@@ -227,7 +227,8 @@ class ClipSampler:
 
     def load_state(self, state: dict) -> None:
         if "position" not in state:
-            raise VosLabError("the checkpoint's sampler state is from an older vos_lab (train anew: --replace)")
+            raise VosLabError("the checkpoint's clip sampler state is from an older vos_lab: delete it (or use "
+                              "another --out) to train anew")
         self.position = int(state["position"])
 
 

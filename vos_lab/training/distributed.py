@@ -5,7 +5,9 @@ joins the process group and gives each process its GPU. Every rank trains the sa
 each global batch (`vos_lab.data.clips.ClipBatches`); DistributedDataParallel averages the gradients during the
 backward pass, so every rank makes the same update (and the same post-step updates, e.g. a momentum teacher)
 and holds the same weights. Rank 0 alone writes checkpoints and shows progress; every rank resumes from the
-same checkpoint. Outside torchrun (or with one process) none of this does anything.
+same checkpoint, and runs the periodic validation (the same figures: no rank waits for another). The logged
+losses are the ranks' means, and the time budget is rank 0's clock, so all ranks stop at the same step.
+Outside torchrun (or with one process) none of this does anything.
 
 Batch normalisation: on CUDA the encoder's BatchNorm layers become SyncBatchNorm, whose statistics cover the
 global batch, so N GPUs with B/N clips each train as one GPU with B clips. torch has no SyncBatchNorm on the

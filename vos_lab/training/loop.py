@@ -175,8 +175,8 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
     total = config.steps if config.minutes is None else None  # a time budget: the postfix shows minutes
     bar = tqdm(total=total, initial=step, disable=not progress or not distributed.is_main(), unit="step",
                desc=f"train {method.name}")
-    batches = clip_batches(sampler, config.batch_size, config.steps - step, distributed.rank(),
-                               distributed.world(), _workers(config, device), pin_memory=device.type == "cuda")
+    batches = clip_batches(sampler, config.batch_size, config.steps - step, distributed.rank(), distributed.world(),
+                           _workers(config, device), pin_memory=device.type == "cuda")
     last_save, saved = time.perf_counter(), step
     step_start: _StepStart | None = None  # while a step runs and its update has not begun
     updating = False  # from the update until the step is counted: no consistent state to save
