@@ -168,8 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heights", default="120,240,360,480", help="attention: frame heights to measure (16:9)")
     p.add_argument("--references", type=int, default=1, help="attention: reference frames")
     p.add_argument("--profile", default="gpu", help="sampler: whose batch size and crop to use")
-    p.add_argument("--data", default="embedded", help="sampler: training data, as for train (default: embedded)")
-    p.add_argument("--workers", default="0,1,2", help="sampler: numbers of loader processes to measure")
     p.add_argument("--features", default="random-resnet18",
                    help="propagation: lab, rgb, random-resnet18 (a random stride-8 CNN with 256-d output, standing "
                         "in for a learned encoder: the speed does not depend on the weights) or a checkpoint .pt")
@@ -181,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--davis", type=Path, help="use this DAVIS root instead of a synthetic video")
     p.add_argument("--sequence", help="sequence of --davis to use (default: the first)")
     p.add_argument("--split", default=None)
+    p.add_argument("--data", default="embedded", help="sampler: training data, as for train (default: embedded)")
+    p.add_argument("--workers", default="0,1,2", help="sampler: numbers of loader processes to measure")
     _propagation_args(p)
     p.set_defaults(topk=5, radius=12, context=7)
     return parser

@@ -47,15 +47,13 @@ def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str
     """Load the checkpoint at `out` if it is finished and trained as asked, else train (or resume) method `name` on
     `sources` (see `load_or_train`; `replace=False` refuses a checkpoint trained otherwise instead).
     `evaluate` (e.g. `vos_lab.evaluation.validation_jf`) runs every `eval_every` steps (default: the
-    profile's; 0: only at the end) and its figures are kept in the checkpoint. `workers` data-loader processes
-    read the clips (see `TrainConfig`). Started by `torchrun` with several processes, it trains data-parallel
-    (`vos_lab.training.distributed`)."""
+    profile's; 0: only at the end) and its figures are kept in the checkpoint."""
     method = method_for_profile(name, profile, **options)
     config = TrainConfig(steps=steps or profile.train_steps, batch_size=profile.batch_size,
                          minutes=profile.train_minutes if minutes is None else minutes, seed=seed,
                          eval_every=profile.eval_every if eval_every is None else eval_every,
                          data=",".join(_absolute(source) for source in sources or ["embedded"]), workers=workers)
 
-    with distributed.session(pick_device(device)) as run_device:
+    with distributed.session(pick_device(device)) as run_device:  # under torchrun: data-parallel
         return load_or_train(method, lambda: profile_sampler(method, profile, sources, seed), out, config,
                              run_device, evaluate, progress, replace)
