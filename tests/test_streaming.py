@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_videos import write_video
+from test_videos import SHARED_VIDEOS, write_video
 
 from vos_lab.cli import main
-from vos_lab.data.clips import ClipSampler, FrameFolder, Video, clip_batches
+from vos_lab.data.clips import ClipSampler, FrameFolder, Video, VideoFile, clip_batches, load_video_file
 from vos_lab.data.sources import load_source
 from vos_lab.errors import VosLabError
 from vos_lab.profiles import get_profile
@@ -89,12 +89,24 @@ def test_a_corrupt_video_in_the_folder_stops_training_before_anything_is_written
 
 
 def test_video_files_are_read_on_demand_as_decoded_up_front(tmp_path):
-    path = write_video(tmp_path / "clip.mp4", frames=20, fps=8, size=(112, 96))
+    """Reading seeks to the key frame before a clip (every 12th frame here) and gives the frames a whole
+    decoding at 8 fps gives, in the order asked."""
+    path = write_video(tmp_path / "clip.mp4", frames=50, fps=25, size=(112, 96))
     streamed, = load_source(str(path), 72, get_profile("smoke"))
-    assert streamed.length == 20 and streamed.size == (72, 84)
-    from vos_lab.data.clips import load_video_file
+    whole = load_video_file(path, 72).frames
+    assert isinstance(streamed, VideoFile) and streamed.length == len(whole) == 16 and streamed.size == (72, 84)
+    for indices in ([0, 7, 15], [12, 9, 10], [15]):
+        assert np.array_equal(streamed.read(indices), whole[indices])
 
-    assert np.array_equal(streamed.read([0, 7, 19]), load_video_file(path, 72).frames[[0, 7, 19]])
+
+@pytest.mark.skipif(SHARED_VIDEOS is None, reason="../shared/data/videos not found")
+@pytest.mark.parametrize("name", ["bikes.mp4", "vtest.avi"])
+def test_seeking_in_real_videos_gives_the_decoded_frames(name):
+    path = SHARED_VIDEOS / name
+    streamed = VideoFile.index(path, 64, max_frames=40)
+    whole = load_video_file(path, 64, max_frames=40).frames
+    for indices in ([39, 2], [20, 21, 25]):
+        assert np.array_equal(streamed.read(indices), whole[indices])
 
 
 def test_bench_sampler_measures_clips_per_second_for_each_worker_count(capsys):

@@ -15,7 +15,6 @@ split each global batch into disjoint parts (`ClipBatches`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,43 +112,39 @@ class FrameFolder:
         return np.stack(frames)
 
 
-@functools.lru_cache(maxsize=2)  # per process (each data-loader worker has its own): clips of one video reuse it
-def _decoded(path: Path, short_side: int, fps: float | None, frames: int) -> np.ndarray:
-    from vos_lab.data.videos import read_video
-
-    return read_video(path, max_frames=frames, short_side=short_side, fps=fps)
-
-
 @dataclass(frozen=True)
 class VideoFile:
-    """A video file decoded on demand (PyAV, at `fps`): indexing it decodes it once to count its frames,
-    keeping none of them. Reading decodes it again up to the last frame asked (the last two videos read by a
-    process stay decoded); for a large collection, `data_scripts/videos_to_frames.py` once is faster."""
+    """A video file decoded on demand (PyAV, at `fps`): indexing it decodes it once to note the timestamps of
+    the frames kept, converting none; reading seeks to the key frame before a clip's first frame and decodes to
+    its last. A file without timestamps is decoded from its start to the clip's last frame instead."""
 
     path: Path
     short_side: int
     fps: float | None
-    length: int
+    stamps: tuple[int | None, ...]
     size: tuple[int, int]
 
     @classmethod
     def index(cls, path: Path, short_side: int, fps: float | None = 8, max_frames: int | None = None) -> VideoFile:
-        from vos_lab.data.videos import iter_frames
+        from vos_lab.data.videos import index_video
 
-        count, size = 0, (0, 0)
-        for frame in iter_frames(path, fps=fps, short_side=short_side, max_frames=max_frames):
-            count, size = count + 1, frame.shape[:2]
-        return cls(Path(path), short_side, fps, count, size)
+        stamps, size = index_video(path, fps=fps, short_side=short_side, max_frames=max_frames)
+        return cls(Path(path), short_side, fps, tuple(stamps), size)
 
     @property
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def length(self) -> int:
+        return len(self.stamps)
+
     def read(self, indices: Sequence[int]) -> np.ndarray:
-        frames = _decoded(self.path, self.short_side, self.fps, self.length)
-        if len(frames) != self.length:
-            raise VosLabError(f"{self.path}: {len(frames)} frames decoded, {self.length} when indexed")
-        return frames[np.asarray(indices)]
+        from vos_lab.data.videos import frames_at, read_video
+
+        if None in self.stamps:
+            return read_video(self.path, max(indices) + 1, self.short_side, self.fps)[np.asarray(indices)]
+        return frames_at(self.path, [self.stamps[i] for i in indices], self.short_side)
 
 
 def load_video_file(path: Path, short_side: int, fps: float | None = 8, max_frames: int | None = None) -> Video:
