@@ -185,7 +185,8 @@ def attention_schematic(scores: np.ndarray, cell: tuple[int, int], radius: int, 
     """Dense vs windowed attention: `scores` (h, w) are one target cell's affinities to every reference cell and
     `cell` = (y, x) its own position. Panels: dense attention reads all h w cells; the window reads the
     (2 radius + 1)^2 cells around the same position (fewer at the border: outside the frame there is nothing);
-    the protocol then keeps the `topk` best of the window, written with their softmax(score / temperature)."""
+    the protocol then keeps the `topk` best of the window (black circles, as large as their softmax(score /
+    temperature) weights, which the title lists)."""
     scores = np.asarray(scores, dtype=float)
     h, w = scores.shape
     ys, xs = np.mgrid[:h, :w]
@@ -194,22 +195,25 @@ def attention_schematic(scores: np.ndarray, cell: tuple[int, int], radius: int, 
     kept = np.zeros(h * w, dtype=bool)
     kept[best] = True
     kept = kept.reshape(h, w)
+    weights = np.exp((scores[kept] - scores[kept].max()) / temperature)
+    weights /= weights.sum()
     panels = [(np.ones_like(window), f"dense: all {h * w} cells"),
               (window, f"window, radius {radius}: {int(window.sum())} cells"),
-              (kept, f"top-{topk} of the window: {int(kept.sum())} cells")]
+              (window, f"top-{topk} of the window: {int(kept.sum())} cells")]
     fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.4 * h / w + 1.4), squeeze=False)
     for ax, (read, name) in zip(axes[0], panels, strict=True):
         ax.imshow(np.ma.masked_where(~read, scores), cmap="viridis", vmin=scores.min(), vmax=scores.max())
         ax.set_facecolor("0.85")  # cells not read
         ax.plot([cell[1]], [cell[0]], "r+", markersize=12, markeredgewidth=2)
-        ax.set(title=name, xlabel="x (reference cells)", ylabel="y (reference cells)")
+        ax.set(title=name, xlabel="x (reference cells)", ylabel="y (reference cells)", xlim=(-0.5, w - 0.5),
+               ylim=(h - 0.5, -0.5))
     for ax in axes[0, 1:]:
         ax.add_patch(plt.Rectangle((cell[1] - radius - 0.5, cell[0] - radius - 0.5), 2 * radius + 1, 2 * radius + 1,
-                                   fill=False, edgecolor="r", linewidth=1.2))
-    weights = np.exp((scores[kept] - scores[kept].max()) / temperature)
-    for (y, x), weight in zip(np.argwhere(kept), weights / weights.sum(), strict=True):
-        axes[0, 2].text(x, y, f"{weight:.2f}", color="w", ha="center", va="center", fontsize=7,
-                        bbox={"boxstyle": "round,pad=0.1", "facecolor": "k", "alpha": 0.6, "linewidth": 0})
+                                   fill=False, edgecolor="r", linewidth=1.2, clip_on=True))
+    axes[0, 2].images[0].set_alpha(0.35)
+    best_y, best_x = np.nonzero(kept)
+    axes[0, 2].scatter(best_x, best_y, s=30 + 400 * weights, facecolors="none", edgecolors="k", linewidths=1.5)
+    axes[0, 2].set_title(f"{panels[2][1]}\nweights " + " ".join(f"{v:.2f}" for v in sorted(weights)[::-1]))
     fig.suptitle(f"{title}\n(red +: the target cell's own position; colour: affinity; grey: not read)")
     return fig
 
@@ -304,10 +308,12 @@ def context_soft_labels(frames: np.ndarray, ids: np.ndarray, references: Sequenc
     (T, H, W) (frame 0: the annotation; later frames: predictions). Bottom: the target frame, `soft` (L, H, W)
     its label probabilities before the argmax, drawn for object `obj`, and the argmax."""
     references = list(references)
-    columns = max(len(references), 3)
-    fig = plt.figure(figsize=(1.9 * columns, 4.6), layout="constrained")
-    grid = fig.add_gridspec(3, columns, height_ratios=[0.35, 1, 1])
-    strip = fig.add_subplot(grid[0, :])
+    aspect = frames.shape[1] / frames.shape[2]
+    width = max(1.8 * len(references), 9.0)
+    heights = [1.0, width / len(references) * aspect + 0.5, width / 3 * aspect + 0.5]  # inches, with the labels
+    fig = plt.figure(figsize=(width, sum(heights) + 0.4), layout="constrained")
+    top, middle, bottom = fig.subfigures(3, 1, height_ratios=heights)
+    strip = top.subplots()
     colours = ["tab:orange" if i == 0 else "tab:blue" if i in references else "0.9" for i in range(target + 1)]
     colours[target] = "k"
     strip.bar(range(target + 1), 1, color=colours, edgecolor="k", width=0.9)
@@ -316,19 +322,13 @@ def context_soft_labels(frames: np.ndarray, ids: np.ndarray, references: Sequenc
                     f"most recent (blue); the target (black)")
     strip.set_xticks(range(target + 1))
     strip.tick_params(axis="x", labelsize=7)
-    for c in range(columns):
-        ax = fig.add_subplot(grid[1, c])
-        if c >= len(references):
-            ax.axis("off")
-            continue
-        i = references[c]
+    for ax, i in zip(middle.subplots(1, len(references), squeeze=False)[0], references, strict=True):
         image_panel(ax, overlay(frames[i], ids[i]), "annotation" if i == 0 else "prediction", f"frame {i}")
-    probability = fig.add_subplot(grid[2, 1])
-    image_panel(fig.add_subplot(grid[2, 0]), frames[target], "no labels yet", f"target: frame {target}")
+    target_ax, probability, prediction = bottom.subplots(1, 3)
+    image_panel(target_ax, frames[target], "no labels yet", f"target: frame {target}")
     shown = probability.imshow(soft[obj], cmap="magma", vmin=0, vmax=1)
     probability.set(xticks=[], yticks=[], xlabel=f"P(object {obj}) per pixel", title="soft labels")
-    fig.colorbar(shown, ax=probability, fraction=0.046, label="probability")
-    image_panel(fig.add_subplot(grid[2, 2]), overlay(frames[target], np.asarray(soft).argmax(0)), "argmax over labels",
-                "prediction")
+    bottom.colorbar(shown, ax=probability, fraction=0.046, label="probability")
+    image_panel(prediction, overlay(frames[target], np.asarray(soft).argmax(0)), "argmax over labels", "prediction")
     fig.suptitle(title or f"Context memory and soft labels of frame {target}")
     return fig
