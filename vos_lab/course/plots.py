@@ -277,7 +277,8 @@ def loss_curves(histories: dict[str, Sequence[dict]], keys: Sequence[str] = ("lo
             values = np.array([entry[key] for entry in history], dtype=float)
             n = max(1, min(smooth, len(values)))
             label = name if len(keys) == 1 else key if len(histories) == 1 else f"{name}: {key}"
-            ax.plot(steps[n - 1:], np.convolve(values, np.ones(n) / n, mode="valid"), label=label)
+            smoothed = np.convolve(values, np.ones(n) / n, mode="valid")
+            ax.plot(steps[n - 1:], smoothed, marker="o" if len(smoothed) < 5 else None, label=label)  # dots: few steps
     ax.set(xlabel="optimiser step", ylabel=ylabel,
            title=f"{title} (moving average of {smooth} steps)" if smooth > 1 else title)
     ax.legend(fontsize=8)
