@@ -226,7 +226,8 @@ assert all(np.array_equal(labels_to_ids(soft[t], size, 8), pred[t]) for t in ran
 
 # %% [markdown]
 # For the last frame: which frames are in its context, their labels, and its soft labels before the argmax.
-# Where the probability of the object is near 0.5 the argmax is a coin toss: that is where errors start.
+# Where no label is clearly the most likely (the object's probability is middling), the argmax is close to a
+# coin toss: that is where errors start, and the soft labels carry that doubt on to the next frames.
 
 # %%
 target = T - 1
