@@ -44,7 +44,7 @@ class Profile:
     encoder_width: int
     encoder_multipliers: tuple[int, ...]
     embed_dim: int
-    eval_every: int
+    eval_every: int  # validation every N steps when training is given an evaluation (`train --val`); 0: at the end
     # chapter 2's training pointer (methods with a `cosine` option): False = the papers' raw dot products at T = 1;
     # True = L2-normalised features at the protocol's tau 0.1, the geometry used at test time. Short cpu
     # runs need the match (measured in chapter 2); the gpu profile keeps the papers' version.
@@ -64,12 +64,12 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", synthetic_sequences=2, synthetic_frames=8, synthetic_height=96, synthetic_width=160,
                      eval_sequences=1, eval_max_frames=6,
                      train_steps=4, train_minutes=1.0, batch_size=2, crop_size=64, encoder_width=8,
-                     encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=0, cosine_pointer=True,
+                     encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=2, cosine_pointer=True,
                      crop_jitter=8, lr_schedule="cosine"),
     "cpu": Profile("cpu", synthetic_sequences=4, synthetic_frames=24, synthetic_height=240, synthetic_width=432,
                    eval_sequences=4, eval_max_frames=40,
                    train_steps=800, train_minutes=None, batch_size=8, crop_size=192, encoder_width=32,
-                   encoder_multipliers=(1, 2, 2, 2), embed_dim=64, eval_every=0, cosine_pointer=True,
+                   encoder_multipliers=(1, 2, 2, 2), embed_dim=64, eval_every=200, cosine_pointer=True,
                    crop_jitter=48, lr_schedule="cosine"),
     "gpu": Profile("gpu", synthetic_sequences=8, synthetic_frames=40, synthetic_height=480, synthetic_width=854,
                    eval_sequences=None, eval_max_frames=None,

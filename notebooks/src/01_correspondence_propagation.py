@@ -51,6 +51,9 @@ from vos_lab.propagation import (
     dense_propagation,
     downsample_labels,
     ids_to_onehot,
+    labels_to_ids,
+    propagate_step,
+    upsample_labels,
     windowed_propagation,
 )
 
@@ -146,6 +149,19 @@ for package in (dense_propagation(f_cnn[2], f_cnn[:2], onehot, 3, 5, 0.1),
 print("propagate_scratch matches vos_lab.propagation; label mass per patch:", float(mine.sum(0).mean()))
 
 # %% [markdown]
+# What this means for one target cell, drawn with the Lab affinities of section 1's query patch to the
+# previous frame (radius 6 here): *dense* attention would read every cell of the reference frame; the *window*
+# reads only the cells within $\pm r$ of the same position (fewer at the border); the *top-k* keeps the $k$
+# best of the window, and only those share the softmax weights ($\tau = 0.1$). With several reference frames
+# the top-k is taken over all their windows jointly. Raw colours match far from the object too (wherever the
+# colour is alike): the window keeps those matches out.
+
+# %%
+previous = (feats[T - 1].flatten(1).T @ feats[T - 2].flatten(1))[q].view(h, w)  # the query's row, frame T-2
+plots.attention_schematic(previous.numpy(), (py // 8, px // 8), radius=6, topk=5,
+                          title=f"What the query patch of frame {T - 1} reads from frame {T - 2}");
+
+# %% [markdown]
 # ### Exercise 1.1
 # `topk_weights(scores, k, tau)`: for each row of `scores` keep the $k$ largest, give them
 # $\mathrm{softmax}(\text{score}/\tau)$ and every other entry 0.
@@ -187,6 +203,40 @@ plots.masks_over_time(video.frames, {"ground truth": video.masks, "raw Lab": pre
                       title="Propagating frame 0's masks with raw Lab features");
 
 # %% [markdown]
+# The memory, written out: each frame's *soft* labels (a distribution over the labels per cell) are predicted
+# from the soft labels of its context and kept for the frames after it; only the output is the argmax.
+# `propagate_step` is one target frame of the protocol. The argmax of our soft labels must be the package's
+# prediction.
+
+# %%
+def soft_memory(feats, first_ids, config, last, stride=8):
+    """Soft labels (L, h, w) of frames 0..last: frame 0 from its annotation, each later one read from the
+    soft labels of its context (`config.references(t)`)."""
+    n_labels = int(first_ids.max()) + 1
+    soft = {0: downsample_labels(ids_to_onehot(first_ids, n_labels), feats.shape[-2:], stride)}
+    for t in range(1, last + 1):
+        refs = config.references(t)
+        soft[t] = propagate_step(feats[t], feats[refs], torch.stack([soft[i] for i in refs]), config, config.far(t))
+    return soft
+
+
+soft = soft_memory(feats, video.masks[0], config, T - 1)
+size = video.masks.shape[1:]
+assert all(np.array_equal(labels_to_ids(soft[t], size, 8), pred[t]) for t in range(1, T))
+
+# %% [markdown]
+# For the last frame: which frames are in its context, their labels, and its soft labels before the argmax.
+# Where no label is clearly the most likely (the object's probability is middling), the argmax is close to a
+# coin toss: that is where errors start, and the soft labels carry that doubt on to the next frames.
+
+# %%
+target = T - 1
+probabilities = upsample_labels(soft[target], size, 8).numpy()
+plots.context_soft_labels(video.frames, pred, config.references(target), target, probabilities, obj=1);
+uncertain = float(((probabilities[1] > 0.25) & (probabilities[1] < 0.75)).mean())
+print(f"frame {target}: {100 * uncertain:.1f}% of the pixels have P(object 1) between 0.25 and 0.75")
+
+# %% [markdown]
 # ## 5. Baselines
 # Three encoders that learned nothing: raw RGB and raw Lab pixels (averaged per patch) and a randomly
 # initialised ResNet-18 (stride 8). Every later chapter must beat them. We encode each video once and
@@ -224,6 +274,19 @@ if real_jf:
                           title=f"{real[0].name}: the random CNN's propagation");
 else:
     print("No real DAVIS data: set DATA_ROOT to a DAVIS folder to measure the baselines on real video.")
+
+# %% [markdown]
+# What do these features "see"? A feature map has many channels; its three principal components (the
+# directions of largest variance over the frame's cells) drawn as red, green and blue give cells with similar
+# features similar colours. Pixel features are colours (rotated); the random CNN mixes colour and texture
+# without any notion of objects. Chapters 2 and 3 draw the same panel for the trained models.
+
+# %%
+pca_frame = real[0].frame(0) if real else video.frames[0]
+with torch.no_grad():
+    pca_features = {name: build_encoder(name, lab.device).encode(pca_frame)[0].cpu() for name in BASELINES}
+plots.feature_pca_panels(pca_frame, pca_features, "The baselines' features of one frame: 3 principal components");
+assert all(plots.feature_pca_rgb(f).shape == (*f.shape[1:], 3) for f in pca_features.values())
 
 # %% [markdown]
 # ## 6. What each setting does

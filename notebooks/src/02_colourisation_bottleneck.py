@@ -349,14 +349,8 @@ for variant in VARIANTS:
           f"on {results[variant].data or 'unrecorded data'}")
 
 # %%
-fig, ax = plt.subplots()
-for variant, result in results.items():
-    steps = [h["step"] for h in result.history]
-    loss = np.convolve([h["loss"] for h in result.history], np.ones(20) / 20, mode="valid") \
-        if len(result.history) >= 20 else [h["loss"] for h in result.history]
-    ax.plot(steps[len(steps) - len(loss):], loss, label=variant)
-ax.set(title="Training loss (moving average of 20 steps)", xlabel="step", ylabel="cross-entropy")
-ax.legend();
+plots.loss_curves({variant: result.history for variant, result in results.items()}, smooth=20,
+                  ylabel="cross-entropy");
 
 # %% [markdown]
 # With RGB input the target's own colours are in the input, so the *rgb* model can lower its loss by
@@ -385,6 +379,21 @@ plots.image_panel(axes[1], lab_to_rgb(np.concatenate([target_lab[..., :1], 0 * t
 plots.image_panel(axes[2], lab_to_rgb(np.concatenate([target_lab[..., :1], ab], -1)), "colours copied")
 plots.image_panel(axes[3], clip[0, -1], "true colours")
 fig.suptitle("Colourisation by copying (trained vondrick model)");
+
+# %% [markdown]
+# What the features encode: each model's features of one frame (a real one when present), their three
+# principal components drawn as RGB (chapter 1 did the same for the baselines). Cells with similar colours
+# have similar features, so a target pixel would point among them. Compare with the Lab pixels: do the
+# trained features separate the object from a background of the same colour?
+
+# %%
+pca_real = davis_sequences(lab)
+pca_frame = pca_real[0].frame(0) if pca_real else video.frames[0]
+pca_encoders = {"lab pixels (ch. 1)": build_encoder("lab", lab.device)}
+pca_encoders.update({v: r.method.frame_encoder().to(lab.device).eval() for v, r in results.items()})
+with torch.no_grad():
+    pca_features = {name: encoder.encode(pca_frame)[0].float().cpu() for name, encoder in pca_encoders.items()}
+plots.feature_pca_panels(pca_frame, pca_features, f"Features of one frame, 3 principal components ({P.name} profile)");
 
 # %% [markdown]
 # ## 8. Does it track? J&F under chapter 1's protocol

@@ -60,7 +60,7 @@ from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.data.davis import DavisDataset
 from vos_lab.data.synthetic import write_synthetic_davis
-from vos_lab.evaluation import read_results, score_results
+from vos_lab.evaluation import read_results, score_results, validation_jf
 from vos_lab.features import build_encoder
 from vos_lab.methods.colourisation import colour_nll
 from vos_lab.methods.corrflow import CorrFlowMethod, sampling_probability
@@ -331,13 +331,26 @@ print(f"mast_loss = MastMethod.loss: {float(theirs):.4f} (copying from the same 
 # `python -m vos_lab train corrflow --profile cpu --minutes 10 --option schedule_steps=400 --out
 # checkpoints/ch03-corrflow-cpu.pt` and `python -m vos_lab train mast --profile cpu --minutes 10 --out
 # checkpoints/ch03-mast-cpu.pt` (add `--data ../shared/data/videos` for the real clips).
+#
+# *Validation during training.* With real data the loop also scores the model every `P.eval_every` steps (and
+# at the end) on the first frames of a few held-out sequences (`vos_lab.evaluation.validation_jf`: the
+# protocol's J&F) and keeps the figures in the checkpoint, as `train ... --val DAVIS` does on the command line.
+
+# %%
+validation = None
+if lab.davis is not None:
+    val_set = DavisDataset(lab.davis, split="val" if (lab.davis / "ImageSets" / "2017").is_dir() else "train")
+    val_names = val_set.names[: max(1, (P.eval_sequences or 4) // 2)]
+    val_frames = max(3, (P.eval_max_frames or 40) // 2)
+    validation = validation_jf(val_set, val_names, val_frames)
+    print(f"validation every {P.eval_every} steps on the first {val_frames} frames of {', '.join(val_names)}")
 
 # %%
 budget = {"steps": 2, "minutes": None} if SMOKE else {"minutes": 10.0}
 paths = {name: CHECKPOINT_DIR / f"ch03-{name}-{P.name}.pt" for name in ("corrflow", "mast")}
 corrflow = train_from_profile("corrflow", P, paths["corrflow"], SOURCES, seed=SEED, device=DEVICE,
-                              schedule_steps=SCHEDULE, **budget)
-mast = train_from_profile("mast", P, paths["mast"], SOURCES, seed=SEED, device=DEVICE, **budget)
+                              schedule_steps=SCHEDULE, evaluate=validation, **budget)
+mast = train_from_profile("mast", P, paths["mast"], SOURCES, seed=SEED, device=DEVICE, evaluate=validation, **budget)
 for name, result in [("CorrFlow", corrflow), ("MAST", mast)]:
     print(f"{name}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
           f"last loss {result.history[-1]['loss']:.3f}")
@@ -346,16 +359,29 @@ for name, result in [("CorrFlow", corrflow), ("MAST", mast)]:
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 for ax, (name, result, keys) in zip(axes, [("CorrFlow", corrflow, ("recon", "cycle")),
                                            ("MAST", mast, ("loss", "copy_same_place"))], strict=True):
-    for key in keys:
-        values = np.array([h[key] for h in result.history])
-        n = min(20, len(values))
-        ax.plot(np.convolve(values, np.ones(n) / n, mode="valid"), label=key)
-    ax.set(title=f"{name} training (moving average)", xlabel="step", ylabel="loss")
-    ax.legend();
+    plots.loss_curves({name: result.history}, keys, smooth=20, ax=ax, title=f"{name} training")
+fig.suptitle("Training losses against the optimiser step");
 
 # %% [markdown]
 # `copy_same_place` is MAST's loss if every cell copied the reference cell at the same place (no motion):
 # the learned attention must beat it.
+#
+# A falling loss does not say that tracking improves: the validation J&F during training does. Lab pixels on
+# the same frames are the line to beat. (A checkpoint trained without validation has no curve: retrain it with
+# real data present, or `python -m vos_lab train ... --val DAVIS --eval-every N`.)
+
+# %%
+curves = {name: result.evaluations for name, result in [("CorrFlow", corrflow), ("MAST", mast)] if result.evaluations}
+if curves:
+    baselines = {}
+    if validation is not None:  # the line to beat, on this notebook's validation frames
+        with torch.no_grad():
+            baselines["lab pixels"] = validation(build_encoder("lab", lab.device))["J&F"]
+    plots.validation_curves(curves, baselines=baselines, title="Validation J&F during training");
+    for name, points in curves.items():
+        print(f"{name}: " + ", ".join(f"step {p['step']}: {p['J&F']:.3f}" for p in points))
+else:
+    print("No validation recorded (no real data, or checkpoints trained without it): no curve.")
 #
 # ## 6. MAST's memory and ROI localisation
 # At test time the target reads from long-term frames {0, 5} and short-term frames {t-1, t-3, t-5} with one
@@ -551,6 +577,20 @@ gt, _ = sequence.masks()
 rows_shown = {"ground truth": gt, "CorrFlow": read_results(RUNS / "corrflow", sequence),
               "MAST": read_results(RUNS / "mast", sequence)}
 plots.masks_over_time(frames, rows_shown, title=f"{sequence.name}: propagated masks (default protocol)");
+
+# %% [markdown]
+# The features of the first frame, three principal components as RGB (as in chapters 1 and 2): where the
+# object gets its own colour, its pixels point among themselves.
+
+# %%
+pca_encoders = {"lab pixels (ch. 1)": build_encoder("lab", lab.device)}
+if chapter2.exists():
+    pca_encoders["bottleneck (ch. 2)"] = build_encoder(str(chapter2), lab.device)
+pca_encoders.update({name: result.method.frame_encoder().to(lab.device).eval()
+                     for name, result in [("CorrFlow", corrflow), ("MAST", mast)]})
+with torch.no_grad():
+    pca_features = {name: encoder.encode(frames[0])[0].float().cpu() for name, encoder in pca_encoders.items()}
+plots.feature_pca_panels(frames[0], pca_features, f"{sequence.name}, frame 0: features as colours ({P.name} profile)");
 
 # %% [markdown]
 # ## 10. The affinity explorer on the trained features
