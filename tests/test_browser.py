@@ -193,10 +193,21 @@ def kernel(page: Page, code: str):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def state_when(page: Page, condition, message: str, timeout: float = 20) -> dict:
+    """The explorer's state (`STATE`) once `condition(state)` holds: the kernel may answer between two control
+    messages, or while it still handles one."""
+    deadline = time.monotonic() + timeout
+    while not condition(state := kernel(page, STATE)):
+        assert time.monotonic() < deadline, f"{message}: {state}"
+        time.sleep(0.2)
+    return state
+
+
 STATE = """import json as _json
 import numpy as _np
-_views = {_name: explorer.view(encoder=_name) for _name in explorer.shown}
-print(_json.dumps({"pixel": list(explorer.pixel), "config": [explorer.config.temperature, explorer.config.topk,
+_pixel = explorer.pixel
+_views = {_name: explorer.view(_pixel, encoder=_name) for _name in explorer.shown}
+print(_json.dumps({"pixel": list(_pixel), "config": [explorer.config.temperature, explorer.config.topk,
                    explorer.config.radius], "title": explorer.fig._suptitle.get_text(),
                    "label": {n: v.label.round(4).tolist() for n, v in _views.items()},
                    "attention": {n: float((v.attention ** 2).sum()) for n, v in _views.items()},
@@ -218,10 +229,15 @@ print(_json.dumps({"pixel": list(_pixel), "fx": _x / _box.width, "fy": 1 - _y / 
 """
 
 
-def changed(element: Locator, image: bytes, message: str, timeout: float = 15) -> None:
-    """Wait until `element` looks different from `image` (a screenshot of it); fail with `message`."""
+def pixels(canvas: Locator) -> str:
+    """What the figure's canvas shows (its pixels, as a data URL)."""
+    return canvas.evaluate("c => c.toDataURL()")
+
+
+def changed(canvas: Locator, image: str, message: str, timeout: float = 15) -> None:
+    """Wait until the canvas shows something else than `image` (from `pixels`); fail with `message`."""
     deadline = time.monotonic() + timeout
-    while element.screenshot() == image:
+    while pixels(canvas) == image:
         assert time.monotonic() < deadline, message
         time.sleep(0.2)
 
@@ -241,30 +257,32 @@ def test_explorer_in_jupyterlab_follows_clicks_and_sliders(browser, lab):
         canvas.scroll_into_view_if_needed()
         canvas.wait_for(state="visible")
         assert "Click a pixel" in page.locator(".widget-html").last.inner_text()  # live: clicking is offered
-        before, image_before = kernel(page, STATE), canvas.screenshot()
+        before, image_before = kernel(page, STATE), pixels(canvas)
         where = kernel(page, CLICK_TARGET)
         assert where["id"] > 0 and where["gap"] > 0.1  # an object pixel whose label differs from the current one
         box = canvas.bounding_box()
         page.mouse.click(box["x"] + where["fx"] * box["width"], box["y"] + where["fy"] * box["height"])
-        after = kernel(page, STATE)
-        assert abs(after["pixel"][0] - where["pixel"][0]) <= 1 and abs(after["pixel"][1] - where["pixel"][1]) <= 1
+        near = lambda s: all(abs(a - b) <= 1 for a, b in zip(s["pixel"], where["pixel"], strict=True))  # noqa: E731
+        after = state_when(page, near, f"the click at {where} did not select its pixel")
         for name in before["label"]:  # every encoder's row: heat maps and the pixel's label follow the click
-            assert after["attention"][name] != before["attention"][name] or after["peak"][name] != before["peak"][name]
+            assert after["attention"][name] != before["attention"][name], (name, before, after, where)
         assert sum(abs(a - b) for a, b in zip(after["label"]["lab"], before["label"]["lab"], strict=True)) > 0.1
         changed(canvas, image_before, "the figure did not change with the click")  # what the student sees
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.locator(".jp-OutputArea-output", has=canvas).screenshot(path=ARTIFACTS / "explorer_after_click.png")
 
-        moves = {"temperature": ("ArrowRight", 5, "0.316"), "top-k": ("ArrowRight", 3, "8"),
-                 "radius": ("ArrowLeft", 10, "2")}
-        for description, (key, times, shown) in moves.items():
-            image = canvas.screenshot()
+        moves = {"temperature": ("ArrowRight", 5, "0.316", 10 ** -0.5), "top-k": ("ArrowRight", 3, "8", 8),
+                 "radius": ("ArrowLeft", 10, "2", 2)}
+        for index, (description, (key, times, shown, value)) in enumerate(moves.items()):
+            image = pixels(canvas)
             handle = slider(page, description).locator(".noUi-handle")
             handle.focus()
             for _ in range(times):
                 handle.press(key)
             expect(slider(page, description).locator(".widget-readout")).to_have_text(shown)
-            kernel(page, "print(1)")  # returns once the kernel has handled every change before it
+            # ipywidgets sends the latest value once the kernel is idle again
+            state_when(page, lambda s: s["config"][index] == pytest.approx(value, rel=1e-3),  # noqa: B023
+                       f"the kernel did not get {description} = {value}")
             changed(canvas, image, f"the figure did not change with {description}")
         final = kernel(page, STATE)
         assert final["config"] == [pytest.approx(10 ** -0.5, rel=1e-3), 8, 2]

@@ -324,6 +324,7 @@ class AffinityExplorer:
         with plt.ioff():
             fig = plt.figure()
         fig.canvas.header_visible = False
+        fig.canvas.toolbar_visible = False  # no pan/zoom mode that would take the clicks
         self.attach(fig)
         controls = self.controls()
         return widgets.VBox([widgets.HTML(CLICK_HINT), widgets.HBox(controls[:3]), widgets.HBox(controls[3:]),
