@@ -174,11 +174,12 @@ def test_two_encoders_side_by_side_on_the_same_pixel():
     assert random.pixel == flat.pixel == (17, 9)
     assert random.attention.max() > 20 * random.attention.mean()  # random features: peaked on the same patch
     assert np.allclose(flat.attention, flat.attention.flat[0])  # flat features: uniform
-    assert [row[0].get_xlabel() for row in explorer.axes] == ["random: target frame 3", "flat: target frame 3"]
+    assert [(row[0].get_ylabel(), row[0].get_xlabel()) for row in explorer.axes] == [
+        ("random", "target frame 3"), ("flat", "target frame 3")]
     explorer.on_control({"owner": _control("compare with"), "new": "", "name": "value"})
     assert explorer.compare is None and len(explorer.axes) == 1
     explorer.on_control({"owner": _control("encoder"), "new": "flat", "name": "value"})
-    assert explorer.axes[0][0].get_xlabel() == "flat: target frame 3"
+    assert explorer.axes[0][0].get_ylabel() == "flat"
     assert np.allclose(explorer.view().attention, flat.attention)
     with pytest.raises(VosLabError, match="unknown encoder 'rgb'"):
         explorer.set_param("compare", "rgb")

@@ -218,8 +218,9 @@ class AffinityExplorer:
         y, x = view.pixel
         for ax in axes:
             ax.clear()
-        name = f"{encoder}: " if len(self.sources) > 1 else ""
-        image_panel(axes[0], self.frames[self.target], f"{name}target frame {self.target}", hint)
+        image_panel(axes[0], self.frames[self.target], f"target frame {self.target}", hint)
+        if len(self.sources) > 1:
+            axes[0].set_ylabel(encoder)  # names the row
         axes[0].plot([x], [y], marker="+", color="cyan", markersize=14, markeredgewidth=2)
         features, stride = self.sources[encoder]
         h, w = features.shape[-2:]
@@ -239,9 +240,10 @@ class AffinityExplorer:
                            facecolors="none", edgecolors="cyan", linewidths=1.2)
             ax.set_xlim(0, width)
             ax.set_ylim(height, 0)
-        probs = ", ".join(f"{p:.2f}" for p in view.label)
-        image_panel(axes[-1], overlay(self.frames[self.target], view.mask), f"label of pixel: [{probs}]",
+        probs = " ".join(f"{p:.2f}" for p in view.label)
+        image_panel(axes[-1], overlay(self.frames[self.target], view.mask), f"pixel's label {probs}",
                     "propagated mask")
+        axes[-1].xaxis.label.set_fontsize("small")
         axes[-1].plot([x], [y], marker="+", color="cyan", markersize=14, markeredgewidth=2)
         return view
 
