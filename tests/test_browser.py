@@ -111,7 +111,7 @@ def browser() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, lecture) -> Iterator[tuple[str, Path]]:
+def lab(tmp_path_factory, lecture) -> Iterator[str]:
     """A JupyterLab server on 127.0.0.1 with a random port and token, serving a folder that holds chapter 1 with
     the smoke profile and live widgets; yields the notebook's URL."""
     root = tmp_path_factory.mktemp("lab")
@@ -142,7 +142,7 @@ def lab(tmp_path_factory, lecture) -> Iterator[tuple[str, Path]]:
                 server.kill()
                 pytest.fail(f"JupyterLab did not start: {(root / '.server.log').read_text()[-2000:]}", pytrace=False)
             time.sleep(0.3)
-    yield f"{base}/lab/tree/{CHAPTER.name}?token={token}&reset", root
+    yield f"{base}/lab/tree/{CHAPTER.name}?token={token}&reset"
     server.terminate()
     try:
         server.wait(10)
@@ -247,11 +247,10 @@ def slider(page: Page, description: str):
 
 
 def test_explorer_in_jupyterlab_follows_clicks_and_sliders(browser, lab):
-    url, _ = lab
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     console = Console(page)
     try:
-        page.goto(url)
+        page.goto(lab)
         run_all(page)
         canvas = page.locator(".jupyter-matplotlib-canvas-div canvas").first
         canvas.scroll_into_view_if_needed()
