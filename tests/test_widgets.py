@@ -236,3 +236,28 @@ def test_chapters_draw_the_explorer_at_its_preset_pixels_and_say_click_only_when
     assert "AffinityExplorer(" in code and ".static_figure()" in code
     assert "static_figure([" not in code and "static_figure(presets" not in code
     assert "click" not in markdown.lower()
+
+
+def test_interactive_shows_the_cells_static_figures_before_switching_backend(capsys):
+    """In a notebook cell drawing `static_figure()` then `interactive()`, the static figure must still be shown:
+    the inline backend shows figures at the end of the cell, and by then the backend is ipympl's."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib._pylab_helpers import Gcf
+
+    class Shell(InteractiveShell):  # a real IPython shell, without a kernel or an event loop
+        def enable_gui(self, gui=None):
+            pass
+
+    shell = Shell.instance()
+    try:
+        shell.run_line_magic("matplotlib", "inline")
+        explorer = _explorer()
+        static = explorer.static_figure()
+        explorer.interactive()
+        assert plt.get_backend() in ("widget", "ipympl", "module://ipympl.backend_nbagg")
+        assert "<Figure size" in capsys.readouterr().out  # displayed (without a kernel, display() prints it)
+        assert all(m.canvas.figure is not static for m in Gcf.get_all_fig_managers())  # and closed
+        plt.close(explorer.fig)
+    finally:
+        Shell.clear_instance()
+        plt.switch_backend("Agg")

@@ -322,6 +322,8 @@ class AffinityExplorer:
 
         shell = get_ipython()
         if shell is not None:
+            if "inline" in plt.get_backend():
+                plt.show()  # the cell's static figures, before the backend changes (they would not be shown)
             shell.run_line_magic("matplotlib", "widget")
         with plt.ioff():
             fig = plt.figure()
