@@ -304,23 +304,20 @@ plots.sweep_grid(sweeps, "J&F against each propagation setting (synthetic videos
 
 # %% [markdown]
 # ## 7. The affinity explorer
-# Click a pixel of the target frame (left) to see its attention over each reference frame (the joint
-# softmax inside the radius), the top-k matches (circles, sized by weight), the pixel's label
-# distribution and the whole propagated mask (right). The sliders change temperature, top-k and radius
-# (-1 = whole frame). Set `INTERACTIVE = True` in JupyterLab for the live version; rendered lectures
-# show the same panels for a few preset pixels: the centre of each object and one background pixel.
+# For one pixel of the target frame (left), the explorer shows its attention over each reference frame
+# (the joint softmax inside the radius), the top-k matches (circles, sized by weight), the pixel's label
+# distribution and the whole propagated mask (right), for two encoders one above the other: raw Lab pixels
+# and the random CNN, on the same pixel. Green outlines are the reference frames' masks. Rendered lectures
+# show the panels at preset pixels: the centre of each object (its pixel farthest from the outline) and the
+# background pixel farthest from every object. With `INTERACTIVE = True` in JupyterLab the explorer is live:
+# you pick the pixel, the target frame, the encoders, and temperature, top-k and radius (-1 = whole frame).
 
 # %%
-explorer = AffinityExplorer(video.frames, video.masks, features=features["lab"]["synth-0"], stride=8,
-                            target=T - 1, context=2, temperature=0.1, topk=5, radius=12)
-presets = []
-for k in range(1, 4):
-    yk, xk = np.nonzero(video.masks[T - 1] == k)
-    if len(yk):
-        i = np.argmin((yk - yk.mean()) ** 2 + (xk - xk.mean()) ** 2)  # the object pixel nearest its centre
-        presets.append((int(yk[i]), int(xk[i])))
-presets.append((4, 4))  # background, top-left corner
-explorer.static_figure(presets);
+explorer = AffinityExplorer(video.frames, video.masks, stride=8, target=T - 1, context=2, temperature=0.1,
+                            topk=5, radius=12, compare="random-resnet18", show_masks=True,
+                            features={name: features[name]["synth-0"] for name in ("lab", "random-resnet18")})
+presets = explorer.preset_pixels()
+explorer.static_figure();
 
 # %%
 for pixel in presets:

@@ -481,17 +481,20 @@ fig.suptitle("Learned correspondences vs the best pixel baseline");
 
 # %% [markdown]
 # ## 9. The affinity explorer on learned features
-# Where does a pixel of the target frame point in its references, with the trained bottleneck features?
-# (`INTERACTIVE = True` in JupyterLab gives the live widget: click a pixel, move the sliders.)
+# Where does a pixel of the target frame point in its references, with the trained bottleneck features, and
+# with the features of the same model trained without the bottleneck (row below)? The preset pixels are the
+# centre of each object and a background pixel; green outlines are the reference masks. (`INTERACTIVE = True`
+# in JupyterLab makes the explorer live: any pixel, target frame, encoders and settings.)
 
 # %%
 clip_video = synthetic[0]
-explorer = AffinityExplorer(clip_video.frames[:4], clip_video.masks[:4],
-                            encoder=results["bottleneck"].method.frame_encoder().to(lab.device).eval())
+explorer = AffinityExplorer(clip_video.frames[:4], clip_video.masks[:4], compare="rgb", show_masks=True,
+                            encoder={name: results[name].method.frame_encoder().to(lab.device).eval()
+                                     for name in ("bottleneck", "rgb")})
 h, w = clip_video.frames.shape[1:3]
-if INTERACTIVE:
+explorer.static_figure();
+if lab.interactive:
     display(explorer.interactive())  # noqa: F821 (IPython)
-explorer.static_figure([(h // 3, w // 3), (2 * h // 3, 2 * w // 3)]);
 
 # %%
 view = explorer.view((h // 2, w // 2))

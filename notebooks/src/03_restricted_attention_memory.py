@@ -594,19 +594,22 @@ plots.feature_pca_panels(frames[0], pca_features, f"{sequence.name}, frame 0: fe
 
 # %% [markdown]
 # ## 10. The affinity explorer on the trained features
-# Where does a pixel of the target frame point in its references, with MAST's and CorrFlow's features?
-# (`INTERACTIVE = True` in JupyterLab gives the live widget: click a pixel, move the sliders.)
+# Where does a pixel of the target frame point in its references, with MAST's features (top row) and
+# CorrFlow's (below), on the same pixel? The preset pixels are the centre of each object and a background
+# pixel; green outlines are the reference masks. (`INTERACTIVE = True` in JupyterLab makes the explorer live:
+# any pixel, target frame, encoders and settings.)
 
 # %%
 h, w = frames.shape[1:3]
-explorers = {name: AffinityExplorer(frames[:4], gt[:4], encoder=result.method.frame_encoder().to(lab.device).eval())
-             for name, result in [("MAST", mast), ("CorrFlow", corrflow)]}
-if INTERACTIVE:
-    display(explorers["MAST"].interactive())  # noqa: F821 (IPython)
-for name, explorer in explorers.items():
-    explorer.static_figure([(h // 2, w // 2)]).suptitle(f"{name} features: where the pixel points")
-    view = explorer.view((h // 2, w // 2))
+explorer = AffinityExplorer(frames[:4], gt[:4], compare="CorrFlow", show_masks=True,
+                            encoder={name: result.method.frame_encoder().to(lab.device).eval()
+                                     for name, result in [("MAST", mast), ("CorrFlow", corrflow)]})
+explorer.static_figure();
+for name in explorer.shown:
+    view = explorer.view(explorer.preset_pixels()[0], encoder=name)
     assert np.isclose(float(np.asarray(view.label).sum()), 1.0, atol=1e-4)
+if lab.interactive:
+    display(explorer.interactive())  # noqa: F821 (IPython)
 
 # %% [markdown]
 # ## Summary
