@@ -389,7 +389,8 @@ def localise(query: torch.Tensor, keys: torch.Tensor, radius: int, dilation: int
     """MAST's coarse search (Sec. 3.3): for each target cell, where it lies in each reference (B, N, 2, h, w).
 
     A dilated window attention whose values are the reference cells' own coordinates: the result is the
-    attention-weighted mean position (a soft argmax) of the best matches, to centre the fine window on.
+    attention-weighted mean position (a soft argmax), to centre the fine window on. MAST's code takes the
+    softmax over the whole dilated window (topk None); topk=k keeps only the k best matches.
     """
     keys = _with_references(keys)
     b, n, _, h, w = keys.shape
@@ -399,9 +400,10 @@ def localise(query: torch.Tensor, keys: torch.Tensor, radius: int, dilation: int
 
 
 def roi_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, centres: torch.Tensor, radius: int,
-             topk: int, chunk_bytes: int = CHUNK_BYTES) -> Candidates:
+             topk: int | None, chunk_bytes: int = CHUNK_BYTES) -> Candidates:
     """MAST's fine step: the (2R+1)^2 window of each reference centred at each target cell's located
-    position `centres` (B, N, 2, h, w) instead of at the cell itself; the k best over all N jointly.
+    position `centres` (B, N, 2, h, w) instead of at the cell itself; the k best over all N jointly (topk
+    None: every position of the N windows, -inf outside the frame).
 
     Windows are gathered for chunks of target cells, so memory stays near `chunk_bytes`.
     """
@@ -425,6 +427,10 @@ def roi_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, cent
         aff = aff.masked_fill(~valid[:, :, start: start + step].permute(0, 2, 1, 3), float("-inf")).flatten(2)
         vals = torch.stack([value_flat[i][torch.arange(n)[:, None, None], :, idx[i]] for i in range(b)])
         vals = vals.permute(0, 2, 1, 3, 4).flatten(2, 3)  # (B, Q, N W, V)
+        if topk is None:
+            scores.append(aff)
+            picked.append(vals)
+            continue
         top, best = aff.topk(min(topk, aff.shape[-1]), dim=-1)
         scores.append(top)
         picked.append(vals.gather(2, best[..., None].expand(*best.shape, vals.shape[-1])))
