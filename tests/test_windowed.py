@@ -215,3 +215,13 @@ def test_softmax_over_every_window_position_on_large_maps():
                           propagation.dense_propagation(query, keys, labels, 3, None, 0.1), atol=1e-5)
     args = build_parser().parse_args(["propagate", "--davis", "d", "--out", "o", "--topk", "0"])
     assert _config(args).topk is None
+
+
+def test_roi_topk_readout_equals_the_top_k_of_every_window_position():
+    query, keys, labels = (x[0] for x in _problem(1, 3, 10, 12, seed=5))
+    config = PropagationConfig(radius=2, topk=4, roi=True)
+    every = propagation.roi_topk(query[None], keys[None], labels[None], torch.stack([
+        propagation.localise(query[None], keys[None, 0], 2, 2, 0.1)[:, 0],
+        *[coordinate_grid(10, 12)[None]] * 2], dim=1), 2, 4)
+    expected = propagation.combine_candidates([every], 0.1, 4)[0]
+    assert torch.allclose(roi_propagation(query, keys, labels, config, gaps=(20, 3, 1)), expected, atol=1e-5)

@@ -135,13 +135,18 @@ def roi_propagation(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tenso
     over every position of all windows (top-k of them jointly when `config.topk` is set)."""
     radius = config.radius if config.radius is not None else max(query.shape[-2:])
     q, k, v = query[None], keys[None], labels[None]
+    far = [i for i, gap in enumerate(gaps) if gap > config.roi_gap]
+    near = [i for i, gap in enumerate(gaps) if gap <= config.roi_gap]
     h, w = query.shape[-2:]
     centres = coordinate_grid(h, w, query.device).expand(1, len(gaps), 2, h, w).clone()  # (1, N, 2, h, w)
-    for i, gap in enumerate(gaps):
-        if gap > config.roi_gap:
-            centres[:, i] = localise(q, k[:, i], radius, config.dilation(gap), config.temperature)[:, 0]
-    candidates = roi_topk(q, k, v, centres, radius, config.topk)
-    return combine_candidates([candidates], config.temperature, config.topk)[0]
+    for i in far:
+        centres[:, i] = localise(q, k[:, i], radius, config.dilation(gaps[i]), config.temperature)[:, 0]
+    if config.topk is None or not near:  # every window position: the near windows are ROIs at the cells
+        candidates = [roi_topk(q, k, v, centres, radius, config.topk)]
+    else:  # the near windows' k best through the faster windowed search (ties with the k-th best left out)
+        candidates = [roi_topk(q, k[:, far], v[:, far], centres[:, far], radius, config.topk),
+                      window_topk(q, k[:, near], v[:, near], radius, config.topk, config.temperature)[0]]
+    return combine_candidates(candidates, config.temperature, config.topk)[0]
 
 
 def propagate_step(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor,
