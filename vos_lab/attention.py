@@ -405,7 +405,8 @@ def roi_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, cent
     position `centres` (B, N, 2, h, w) instead of at the cell itself; the k best over all N jointly (topk
     None: every position of the N windows, -inf outside the frame).
 
-    Windows are gathered for chunks of target cells, so memory stays near `chunk_bytes`.
+    For a chunk of target cells the affinities to every reference cell are one matrix product, from which each
+    cell's window is gathered (cheaper than gathering the windows' features); memory stays near `chunk_bytes`.
     """
     keys, values = _with_references(keys), _with_references(values)
     b, n, c, h, w = keys.shape
@@ -418,15 +419,16 @@ def roi_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, cent
     index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).flatten(-2)  # (B, N, hw, side^2)
     q = query.flatten(2)  # (B, C, hw)
     key_flat, value_flat = keys.flatten(3), values.flatten(3)  # (B, N, C|V, hw)
-    step = max(1, chunk_bytes // (4 * n * c * side * side))
+    step = max(1, chunk_bytes // (4 * n * max(h * w, side * side * (1 + values.shape[2]))))
     scores, picked = [], []
     for start in range(0, h * w, step):
         idx = index[:, :, start: start + step]  # (B, N, Q, W)
-        gathered = torch.stack([key_flat[i][torch.arange(n)[:, None, None], :, idx[i]] for i in range(b)])
-        aff = torch.einsum("bcq,bnqwc->bqnw", q[:, :, start: start + step], gathered)
-        aff = aff.masked_fill(~valid[:, :, start: start + step].permute(0, 2, 1, 3), float("-inf")).flatten(2)
-        vals = torch.stack([value_flat[i][torch.arange(n)[:, None, None], :, idx[i]] for i in range(b)])
-        vals = vals.permute(0, 2, 1, 3, 4).flatten(2, 3)  # (B, Q, N W, V)
+        every = torch.einsum("bcq,bnck->bnqk", q[:, :, start: start + step], key_flat)  # (B, N, Q, hw)
+        aff = every.gather(-1, idx).masked_fill(~valid[:, :, start: start + step], float("-inf"))
+        aff = aff.permute(0, 2, 1, 3).flatten(2)  # (B, Q, N W)
+        vals = value_flat[:, :, :, None, :].expand(-1, -1, -1, idx.shape[2], -1).gather(
+            -1, idx[:, :, None].expand(-1, -1, value_flat.shape[2], -1, -1))  # (B, N, V, Q, W)
+        vals = vals.permute(0, 3, 1, 4, 2).flatten(2, 3)  # (B, Q, N W, V)
         if topk is None:
             scores.append(aff)
             picked.append(vals)

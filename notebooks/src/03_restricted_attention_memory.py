@@ -29,10 +29,9 @@ DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/dav
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
 PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectures --set)
-TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or folders of videos/frames, comma-separated,
-# relative to the course's working folder (else to the repository)
+TRAIN_DATA = None  # None: the real clips the course's tables used when present ($VOS_LAB_DATA/videos, else
+# ../shared/data/videos), else "embedded" (synthetic + bundled clips); or folders of videos/frames, comma-separated
 CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
-ABLATION_STEPS = 250  # training steps of each ablation model (cpu/gpu profiles; smoke uses 2)
 
 # %% [markdown]
 # ## Setup
@@ -55,7 +54,14 @@ from vos_lab.attention import (
 from vos_lab.bench import bench_attention
 from vos_lab.cache import reuse_or_compute
 from vos_lab.course import exercises, plots
-from vos_lab.course.notebook import HOME, cached_predictions, checkpoint_key, setup, training_sources
+from vos_lab.course.notebook import (
+    HOME,
+    cached_predictions,
+    checkpoint_key,
+    eval_subset,
+    setup,
+    training_sources,
+)
 from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.data.davis import DavisDataset
@@ -68,14 +74,15 @@ from vos_lab.methods.mast import MastMethod, drop_ab_channel, dropped_channel
 from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig
 from vos_lab.training.run import train_from_profile
 
-lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str, ABLATION_STEPS=int)
+lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str)
 P = lab.profile
 SMOKE = P.name == "smoke"
-SOURCES = training_sources(TRAIN_DATA)
+SOURCES = training_sources(TRAIN_DATA, P)  # TRAIN_DATA None: see default_training_data
 CHECKPOINT_DIR = HOME / CHECKPOINTS
 RUNS = HOME / "runs" / "ch03" / P.name  # cached propagation results (git-ignored)
 print(lab)
-print("training data:", SOURCES, "| checkpoints:", CHECKPOINT_DIR)
+print("training data:", ", ".join(SOURCES), "(the default)" if TRAIN_DATA is None else "(TRAIN_DATA)",
+      "| checkpoints:", CHECKPOINT_DIR)
 
 # %% [markdown]
 # ## 1. Windowed attention from scratch
@@ -187,7 +194,7 @@ if not SMOKE:
 plots.corrflow_schematic();
 
 # %%
-SCHEDULE = 2 if SMOKE else 400  # steps over which eps decays (the cpu run makes about 400-800 steps)
+SCHEDULE = max(1, P.train_steps // 2)  # steps over which eps decays: half the profile's run (cpu: 400)
 steps = np.arange(0, 2 * SCHEDULE)
 fig, ax = plt.subplots(figsize=(4, 2.6))
 ax.plot(steps, [sampling_probability(s, 0.9, 0.6, SCHEDULE) for s in steps])
@@ -325,19 +332,19 @@ print(f"mast_loss = MastMethod.loss: {float(theirs):.4f} (copying from the same 
 # %% [markdown]
 # ## 5. Training (load-or-train)
 # A matching checkpoint in `CHECKPOINTS` is loaded; otherwise the method trains (resuming an interrupted
-# run). The cpu profile trains each method for at most 10 minutes or 800 steps (measured on 2 cores: CorrFlow
-# 800 steps in 4.9 minutes, MAST 800 steps in 3.3 minutes), with chapter 2's crop jitter and learning-rate
-# decay. From the command line:
-# `python -m vos_lab train corrflow --profile cpu --minutes 10 --option schedule_steps=400 --out
-# checkpoints/ch03-corrflow-cpu.pt` and `python -m vos_lab train mast --profile cpu --minutes 10 --out
-# checkpoints/ch03-mast-cpu.pt` (add `--data ../shared/data/videos` for the real clips).
+# run). The budget is the profile's (`P.train_steps`, `P.train_minutes`; the cpu profile: 800 steps, measured
+# on 2 idle cores at 4.9 minutes for CorrFlow and 3.3 for MAST), with chapter 2's crop jitter and
+# learning-rate decay; CorrFlow's $\epsilon$ decays over the first half of the run. From the command line:
+# `python -m vos_lab train corrflow --profile cpu --data ../shared/data/videos --option schedule_steps=400
+# --out checkpoints/ch03-corrflow-cpu.pt`, and the same with `mast` (`--data embedded` without the clips).
 
 # %%
-budget = {"steps": 2, "minutes": None} if SMOKE else {"minutes": 10.0}
 paths = {name: CHECKPOINT_DIR / f"ch03-{name}-{P.name}.pt" for name in ("corrflow", "mast")}
+print(f"budget ({P.name} profile): {P.train_steps} steps"
+      + (f" or {P.train_minutes:g} minutes" if P.train_minutes else "") + " per method")
 corrflow = train_from_profile("corrflow", P, paths["corrflow"], SOURCES, seed=SEED, device=DEVICE,
-                              schedule_steps=SCHEDULE, **budget)
-mast = train_from_profile("mast", P, paths["mast"], SOURCES, seed=SEED, device=DEVICE, **budget)
+                              schedule_steps=SCHEDULE)
+mast = train_from_profile("mast", P, paths["mast"], SOURCES, seed=SEED, device=DEVICE)
 for name, result in [("CorrFlow", corrflow), ("MAST", mast)]:
     print(f"{name}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
           f"last loss {result.history[-1]['loss']:.3f}")
@@ -427,14 +434,17 @@ print("coarse-to-fine read-out = localise + roi_topk; mean shift of the window:"
 # pixels are the references.
 
 # %%
-synthetic = None if lab.davis is not None and not SMOKE else {
+subset = None if SMOKE else eval_subset(lab)  # the data and frames of every chapter (chapters 1-2 too)
+synthetic = None if subset is not None else {
     "sequences": 1, "frames": P.eval_max_frames or 8, "height": 96, "width": 160, "seed": SEED}
 if synthetic is None:
-    dataset = DavisDataset(lab.davis, split="val" if (lab.davis / "ImageSets" / "2017").is_dir() else "train")
+    dataset, ALL = subset
 else:
     reuse_or_compute(RUNS / "synthetic", synthetic, lambda: write_synthetic_davis(RUNS / "synthetic", **synthetic))
     dataset = DavisDataset(RUNS / "synthetic")
-ALL = dataset.names[: P.eval_sequences]
+    ALL = dataset.names[: P.eval_sequences]
+print(f"scoring on {len(ALL)} sequence(s) of {dataset.root.name}, first {P.eval_max_frames or 'all'} frames:",
+      ", ".join(ALL))
 
 
 def evaluate(encoder, name, features, config=None, names=None):
@@ -494,7 +504,7 @@ SUBSET = [n for n in ("dog-agility", "motocross-bumps", "soccerball") if n in da
 TRAINING_ABLATIONS = {"base (sampling + cycle)": ("base", {}),
                       "no scheduled sampling": ("no-sampling", {"sampling": False}),
                       "no cycle": ("no-cycle", {"cycle_weight": 0.0})}
-short = 2 if SMOKE else ABLATION_STEPS
+short = P.ablation_steps  # the profile's (cpu: 250, fewer than the main run)
 ablations = {}
 for label, (key, options) in TRAINING_ABLATIONS.items():
     path = CHECKPOINT_DIR / f"ch03-ablation-{key}-{P.name}.pt"
