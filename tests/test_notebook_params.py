@@ -108,3 +108,12 @@ def test_score_table_is_computed_from_the_scores():
     table = score_table({"lab pixels": 0.6, "mast": 0.7, "corrflow": 0.55}, baseline="lab pixels")
     assert "mast * 0.700   +10.0 points" in table and "corrflow   0.550    -5.0 points" in table
     assert table.endswith("best in this run: mast")
+
+
+def test_changes_table_is_markdown(capsys):
+    from vos_lab.course.notebook import changes_table, show_markdown
+
+    table = changes_table([("temperature", "0.5 at test", "0.1 | cosine", "unit features")])
+    assert table.splitlines()[2] == "| temperature | 0.5 at test | 0.1 / cosine | unit features |"
+    show_markdown(table)
+    assert "| temperature |" in capsys.readouterr().out

@@ -45,6 +45,7 @@ from vos_lab.colour import fit_ab_centres, lab_to_rgb, quantise_ab, rgb_to_lab
 from vos_lab.course import exercises, plots
 from vos_lab.course.notebook import (
     HOME,
+    changes_table,
     davis_sequences,
     encode_video,
     iter_davis_predictions,
@@ -52,6 +53,7 @@ from vos_lab.course.notebook import (
     propagate_features,
     score_table,
     setup,
+    show_markdown,
     training_sources,
 )
 from vos_lab.course.widgets import AffinityExplorer
@@ -500,6 +502,42 @@ explorer.static_figure([(h // 3, w // 3), (2 * h // 3, 2 * w // 3)]);
 view = explorer.view((h // 2, w // 2))
 assert np.isclose(float(np.asarray(view.label).sum()), 1.0, atol=1e-4)  # a distribution over labels
 assert len(view.matches) == explorer.config.topk
+
+# %% [markdown]
+# ## What we changed and why
+
+# %%
+changes = [
+    ("Vondrick's network",
+     'ResNet-18 followed by a 3D-convolution head over the 4 frames, 256 x 256 input',
+     'the shared 2D stride-8 ResNet-18 trunk (width 32 on cpu), no 3D head, 192-px crops',
+     'one frame encoder for every method, each frame encoded on its own at test; time on a laptop'),
+    ("Vondrick's temperature",
+     '1 in training, 0.5 at test, raw dot products',
+     "cpu: cosine pointer at $T = 0.1$ in training and the protocol's $\\tau = 0.1$ at test; gpu: the papers'",
+     'the mismatch between training and test geometry cost a lot in short runs (research log)'),
+    ("CorrFlow's bottleneck here",
+     "with CorrFlow's restricted attention, recursion and cycle",
+     "with chapter 2's global pointer, 1 reference",
+     'one idea at a time: chapter 3 adds the rest'),
+    ('learning rate',
+     'constant (CorrFlow: Adam 2e-4)',
+     'Adam 1e-3, cosine decay to 0 over the run (cpu); constant on gpu',
+     'short runs end on small steps (research log)'),
+    ('crops',
+     "one crop shared by the clip's frames",
+     "cpu: each frame's crop moves by up to 48 px",
+     'most of our clips come from a static camera; the pointer has to search'),
+    ('targets',
+     '16 k-means classes per label-grid cell',
+     "the same, from each 8x8 cell's average colour",
+     'the stride-8 grid of the trunk'),
+    ('training data',
+     'Kinetics (Vondrick, CorrFlow)',
+     '8 real clips (`../shared/data/videos`) or the embedded videos',
+     'nothing downloaded at run time'),
+]
+show_markdown(changes_table(changes))
 
 # %% [markdown]
 # ## Summary

@@ -266,3 +266,24 @@ def score_table(scores: dict[str, float], baseline: str | None = None, title: st
         delta = f"   {100 * (value - scores[baseline]):+5.1f} points" if baseline and name != baseline else ""
         lines.append(f"{name:>{width}} {'*' if name == best else ' '} {value:.3f}{delta}")
     return "\n".join(lines + [f"best in this run: {best}"])
+
+
+def changes_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """A chapter's "what we changed and why" table: rows of (what, the papers or their code, the course, why)
+    -> a Markdown table, shown as a table in the notebook (`show_markdown`)."""
+    lines = ["| | the papers / their code | the course | why |", "|---|---|---|---|"]
+    return "\n".join(lines + [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |" for row in rows])
+
+
+def show_markdown(text: str) -> None:
+    """Display Markdown in a notebook (rendered in the HTML of a lecture); print it elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # pragma: no cover - IPython ships with the course
+        print(text)
+        return
+    if get_ipython() is None:
+        print(text)
+    else:
+        display(Markdown(text))
