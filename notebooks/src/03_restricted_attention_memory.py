@@ -435,8 +435,9 @@ print("coarse-to-fine read-out = localise + roi_topk; mean shift of the window:"
 # %% [markdown]
 # ## 7. Evaluation on real video
 # One protocol for every model (chapter 1: frame 0 + 7 recent frames, top-5, radius 12, tau 0.1) on the
-# real DAVIS sequences when present (cpu profile: the first 4 development sequences at 480p), else on a small
-# synthetic DAVIS folder. Results are written in the submission layout under `runs/ch03/`, one folder per
+# real DAVIS sequences when present, the same sequences and frames as chapters 1 and 2 (`eval_subset`; cpu
+# profile: the first 40 frames of the first 4 development sequences at 480p), else (and in the smoke profile)
+# on a small synthetic DAVIS folder. Results are written in the submission layout under `runs/ch03/`, one folder per
 # sequence with a manifest of what they were computed from: the checkpoint's content hash and step, the
 # protocol and the frames (`vos_lab.cache`); they are re-used only when all of these match, so a retrained
 # model is never scored on old masks. Chapter 2's bottleneck model (when its checkpoint exists) and Lab
