@@ -609,8 +609,9 @@ show_markdown(changes_table(changes))
 # 3. (Section 4) MAST's Huber target: the dropped channel, per cell, scaled (`huber_target`).
 # 4. Feed CorrFlow's second step the *hard* argmax of its first prediction instead of the soft one. Which
 #    gradients disappear?
-# 5. Compare `roi_dilation` 1, 2 and 4 on `motocross-bumps` with `PropagationConfig(**MEMORY_LAYOUTS["mast"],
-#    roi=True, roi_dilation=d)`.
+# 5. On `motocross-bumps` (all 40 frames), compare MAST's ROI rule with a coarse search for every reference
+#    (`roi_gap=0`) and with a fixed dilation (`roi_max_dilation=2`):
+#    `PropagationConfig(**MEMORY_LAYOUTS["mast"], roi=True, roi_gap=g, roi_max_dilation=d)`.
 #
 # ## References
 # - Z. Lai, W. Xie. *Self-supervised Learning for Video Correspondence Flow.* BMVC 2019.
