@@ -159,6 +159,7 @@ def test_roi_dilation_grows_with_the_gap():
     gaps = (1, 15, 16, 29, 30, 44, 45, 200)
     assert [config.dilation(gap) for gap in gaps] == [1, 1, 2, 2, 3, 3, 4, 4]
     assert PropagationConfig(roi_gap=5, roi_max_dilation=2).dilation(11) == 2
+    assert [PropagationConfig(roi_gap=0).dilation(gap) for gap in (1, 2, 9)] == [2, 3, 4], "every reference searched"
 
 
 def _recorded_localise(monkeypatch) -> list[int]:

@@ -94,7 +94,7 @@ class PropagationConfig:
     def dilation(self, gap: int) -> int:
         """The coarse search's dilation for a reference `gap` frames back; 1 (no coarse search) when it is
         near (MAST's code: `min(4, gap // 15 + 1)` for gaps over 15)."""
-        return min(self.roi_max_dilation, gap // self.roi_gap + 1) if gap > self.roi_gap else 1
+        return min(self.roi_max_dilation, gap // max(self.roi_gap, 1) + 1) if gap > self.roi_gap else 1
 
     def far(self, t: int) -> int:
         """How many of `references(t)` are searched coarse-to-fine with `roi` (more than `roi_gap` back)."""
