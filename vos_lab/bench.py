@@ -128,7 +128,7 @@ def _run(implementation: str, features: list[torch.Tensor], first_ids: np.ndarra
     function = IMPLEMENTATIONS[implementation]
     features = [f.to(device) for f in features]
 
-    def step(query, keys, labels, c: PropagationConfig, far: int = 0) -> torch.Tensor:
+    def step(query, keys, labels, c: PropagationConfig, gaps: tuple[int, ...] = ()) -> torch.Tensor:
         return function(query, keys, labels, c.radius, c.topk, c.temperature)
 
     def propagate() -> np.ndarray:

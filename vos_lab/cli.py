@@ -42,7 +42,8 @@ def _propagation_args(parser: argparse.ArgumentParser) -> None:
     from vos_lab.propagation import PropagationConfig
 
     default = PropagationConfig()
-    parser.add_argument("--topk", type=int, default=default.topk, help="matches kept per cell (default: %(default)s)")
+    parser.add_argument("--topk", type=int, default=default.topk,
+                        help="matches kept per cell, 0 = every position of the windows (default: %(default)s)")
     parser.add_argument("--radius", type=int, default=default.radius,
                         help="neighbourhood radius in feature cells, -1 = whole frame (default: %(default)s)")
     parser.add_argument("--context", type=int, default=default.context,
@@ -55,7 +56,8 @@ def _config(args: argparse.Namespace):
     from vos_lab.propagation import PropagationConfig
 
     radius = None if args.radius is not None and args.radius < 0 else args.radius
-    config = PropagationConfig(temperature=args.temperature, topk=args.topk, radius=radius, context=args.context)
+    config = PropagationConfig(temperature=args.temperature, topk=args.topk or None, radius=radius,
+                               context=args.context)
     return _memory(config, args)
 
 
@@ -120,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", default="lab", help="rgb, lab, random-resnet18 or a checkpoint .pt")
     p.add_argument("--memory", choices=("default", "mast", "previous"), default="default",
                    help="reference frames: the protocol's, MAST's {0,5}+{t-1,t-3,t-5}, or the previous frame only")
-    p.add_argument("--roi", action="store_true", help="MAST's coarse-to-fine ROI for the long-term references")
+    p.add_argument("--roi", action="store_true",
+                   help="MAST's coarse-to-fine ROI for references more than 15 frames back")
     _propagation_args(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
 

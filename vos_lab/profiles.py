@@ -55,6 +55,8 @@ class Profile:
     # the learning-rate schedule of every method trained from the profile (`vos_lab.training.schedule`):
     # short cpu runs decay to zero ("cosine", measured in chapter 2); the gpu profile keeps the papers' constant rate.
     lr_schedule: str
+    # chapter 3's training ablations (CorrFlow with and without scheduled sampling / the cycle): steps of each
+    ablation_steps: int = 250
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,7 +67,7 @@ PROFILES: dict[str, Profile] = {
                      eval_sequences=1, eval_max_frames=6,
                      train_steps=4, train_minutes=1.0, batch_size=2, crop_size=64, encoder_width=8,
                      encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=2, cosine_pointer=True,
-                     crop_jitter=8, lr_schedule="cosine"),
+                     crop_jitter=8, lr_schedule="cosine", ablation_steps=2),
     "cpu": Profile("cpu", synthetic_sequences=4, synthetic_frames=24, synthetic_height=240, synthetic_width=432,
                    eval_sequences=4, eval_max_frames=40,
                    train_steps=800, train_minutes=None, batch_size=8, crop_size=192, encoder_width=32,
@@ -75,7 +77,7 @@ PROFILES: dict[str, Profile] = {
                    eval_sequences=None, eval_max_frames=None,
                    train_steps=30_000, train_minutes=60.0, batch_size=32, crop_size=256, encoder_width=64,
                    encoder_multipliers=(1, 2, 4, 4), embed_dim=64, eval_every=2_000, cosine_pointer=False,
-                   crop_jitter=0, lr_schedule="constant"),
+                   crop_jitter=0, lr_schedule="constant", ablation_steps=5_000),
 }
 
 

@@ -35,12 +35,14 @@ from IPython.display import display
 
 from vos_lab.course import exercises, plots
 from vos_lab.course.notebook import (
+    changes_table,
     davis_sequences,
     encode_video,
     iter_davis_predictions,
     jf_scores,
     propagate_features,
     setup,
+    show_markdown,
 )
 from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.synthetic import generate_video, sequence_seed
@@ -327,6 +329,36 @@ for pixel in presets:
           f"best match in frame {view.matches[0][0]} at {view.matches[0][1:3]}")
 if lab.interactive:
     display(explorer.interactive())
+
+# %% [markdown]
+# ## What we changed and why
+# One protocol scores every method of the course (DINO's and CRW's evaluation); the papers' own test-time
+# read-outs differ from it, and each can be had from `PropagationConfig`:
+
+# %%
+changes = [
+    ('labels fed back',
+     "CorrFlow: the previous frame's hard arg max; MAST's code: hard label maps",
+     '*soft* labels of the recent frames',
+     'one protocol for all methods (DINO, CRW); soft labels keep the uncertainty of a frame'),
+    ('matches kept',
+     'Vondrick, CorrFlow, MAST: a softmax over every position (MAST: of all windows)',
+     'the top-5 over all context positions jointly',
+     "DINO's protocol; `PropagationConfig(topk=None)` (`propagate --topk 0`) is the papers' read-out"),
+    ('temperature',
+     'Vondrick: 0.5 at test (1 in training), raw dot products; MAST: 1, raw dot products',
+     '$\\tau = 0.1$ on cosine similarities',
+     'unit-length features need a sharper softmax; chapter 2 trains in the same geometry'),
+    ('context',
+     'CorrFlow: the previous frame; MAST: {0, 5} + {t-1, t-3, t-5}',
+     'frame 0 + 7 recent frames',
+     "DINO's; chapter 3's `MEMORY_LAYOUTS` gives the papers' memories"),
+    ('frames scored',
+     'the whole validation set at 480p',
+     "480p, the profile's subset (`eval_subset`; cpu: 4 sequences x 40 frames)",
+     'a chapter renders in minutes; the CLI scores everything'),
+]
+show_markdown(changes_table(changes))
 
 # %% [markdown]
 # ## Summary
