@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 OUT ?= lectures
 
-.PHONY: course test setup notebooks clean
+.PHONY: course test setup chromium notebooks clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ course: setup
 notebooks: setup
 	$(BIN)/python notebooks/build.py
 
-# Whole test suite: unit tests, ruff, and every notebook executed by nbval in the smoke profile.
-test: setup
+# Chromium for the browser tests (tests/test_browser.py): the distribution's package, installed when missing and
+# we are root with apt-get; otherwise one line says how (the browser tests then fail saying the same).
+chromium:
+	@[ -n "$$VOS_LAB_CHROMIUM" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "installing chromium (apt-get) for the browser tests" \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	echo "note: no Chromium for the browser tests: install it as root with 'apt-get install -y chromium'"
+
+# Whole test suite: unit tests, ruff, every notebook executed by nbval in the smoke profile, the browser tests.
+test: setup chromium
 	$(BIN)/ruff check vos_lab tests data_scripts notebooks
 	VOS_LAB_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider --durations=10
 

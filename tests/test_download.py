@@ -24,7 +24,8 @@ MD5 = hashlib.md5(PAYLOAD).hexdigest()
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
         server = self.server
-        server.requests.append(self.headers.get("Range"))
+        cut = server.cuts.pop(0) if server.cuts else None  # taken first: a test may set the next cut
+        server.requests.append(self.headers.get("Range"))   # as soon as the client has its answer
         server.if_ranges.append(self.headers.get("If-Range"))
         if self.path != "/file.bin":
             self.send_error(404)
@@ -49,7 +50,6 @@ class _Handler(BaseHTTPRequestHandler):
         if server.lengths:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        cut = server.cuts.pop(0) if server.cuts else None
         self.wfile.write(body if cut is None else body[:cut])
         self.close_connection = cut is not None or not server.lengths  # no size: the end is the close
 

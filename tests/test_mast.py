@@ -83,5 +83,6 @@ def test_propagate_command_with_each_memory(synthetic_root, tmp_path):
         assert json.loads(scores.read_text())["global"]["J&F-Mean"] > 0.3
         masks[memory, roi] = np.stack([read_mask_raw(path) for path in sorted(out.rglob("*.png"))])
         assert masks[memory, roi].shape == (16, 96, 160)
-    assert not np.array_equal(masks["mast", True], masks["mast", False]), "the ROI restricts the long-term matches"
+    # MAST's code searches coarse-to-fine only references more than 15 frames back: none in 8 frames.
+    assert np.array_equal(masks["mast", True], masks["mast", False]), "near references skip the coarse search"
     assert not np.array_equal(masks["mast", False], masks["previous", False]), "more than the previous frame"

@@ -64,3 +64,56 @@ def test_setup_applies_profile_overrides_checked():
         setup(dict(DEFAULTS, PROFILE="smoke", PROFILE_SET={"steps": 7}))
     with pytest.raises(VosLabError, match="train_steps"):
         setup(dict(DEFAULTS, PROFILE="smoke", PROFILE_SET={"train_steps": -1}))
+
+
+def test_every_chapter_scores_on_one_subset(tmp_path: Path):
+    """`eval_subset` decides the real data of every chapter: the profile's sequences, each cut to its frames,
+    for the sequences, their propagation and their scores alike."""
+    from vos_lab.course.notebook import davis_sequences, eval_subset
+
+    for name in ("a", "b"):
+        write_davis2017(tmp_path, name=name, frames=8)
+    (tmp_path / "ImageSets" / "2017" / "val.txt").write_text("a\nb\n")
+    session = setup(dict(DEFAULTS, PROFILE="smoke", DATA_ROOT=str(tmp_path)))  # smoke: 1 sequence x 6 frames
+    dataset, names = eval_subset(session)
+    assert names == ["a"] and [len(s) for s in dataset.sequences(names)] == [6]
+    assert [(s.name, len(s)) for s in davis_sequences(session)] == [("a", 6)]
+    assert len(dataset.sequence("b").masks()[0]) == 6
+
+
+def test_training_data_defaults_to_the_measured_videos(tmp_path: Path, monkeypatch):
+    """TRAIN_DATA None: $VOS_LAB_DATA/videos, else ../shared/data/videos, else the embedded clips; smoke: embedded."""
+    from vos_lab.course import notebook
+    from vos_lab.profiles import get_profile
+
+    cpu, smoke = get_profile("cpu"), get_profile("smoke")
+    monkeypatch.delenv("VOS_LAB_DATA", raising=False)
+    monkeypatch.setattr(notebook, "SHARED_VIDEOS", tmp_path / "shared" / "videos")
+    assert notebook.training_sources(None, cpu) == ["embedded"]
+    (tmp_path / "shared" / "videos").mkdir(parents=True)
+    assert notebook.default_training_data(cpu) == "embedded", "an empty folder is no data"
+    (tmp_path / "shared" / "videos" / "a.mp4").write_bytes(b"")
+    assert notebook.training_sources(None, cpu) == [str(tmp_path / "shared" / "videos")]
+    (tmp_path / "data" / "videos").mkdir(parents=True)
+    (tmp_path / "data" / "videos" / "b.mp4").write_bytes(b"")
+    monkeypatch.setenv("VOS_LAB_DATA", str(tmp_path / "data"))
+    assert notebook.default_training_data(cpu) == str(tmp_path / "data" / "videos")
+    assert notebook.training_sources(None, smoke) == ["embedded"]
+    assert notebook.training_sources("embedded", cpu) == ["embedded"]
+
+
+def test_score_table_is_computed_from_the_scores():
+    from vos_lab.course.notebook import score_table
+
+    table = score_table({"lab pixels": 0.6, "mast": 0.7, "corrflow": 0.55}, baseline="lab pixels")
+    assert "mast * 0.700   +10.0 points" in table and "corrflow   0.550    -5.0 points" in table
+    assert table.endswith("best in this run: mast")
+
+
+def test_changes_table_is_markdown(capsys):
+    from vos_lab.course.notebook import changes_table, show_markdown
+
+    table = changes_table([("temperature", "0.5 at test", "0.1 | cosine", "unit features")])
+    assert table.splitlines()[2] == "| temperature | 0.5 at test | 0.1 / cosine | unit features |"
+    show_markdown(table)
+    assert "| temperature |" in capsys.readouterr().out

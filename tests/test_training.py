@@ -359,3 +359,18 @@ def test_train_cli_refuses_a_checkpoint_trained_otherwise_unless_replace(tmp_pat
     assert out.read_bytes() == first  # nothing lost
     assert main([*common, "--seed", "1", "--replace"]) == 0
     assert load_checkpoint(out)["seed"] == 1
+
+
+def test_profile_validates_periodically_with_real_step_numbers(tmp_path):
+    from vos_lab.profiles import get_profile
+    from vos_lab.training.run import train_from_profile
+
+    def evaluate(encoder):  # a stand-in for validation_jf: the loop only records what it returns
+        return {"J&F": 0.5, "J": 0.5, "F": 0.5}
+
+    profile = get_profile("smoke")
+    result = train_from_profile("colourisation", profile, tmp_path / "p.pt", steps=4, minutes=None,
+                                evaluate=evaluate, progress=False, variant="bottleneck")
+    assert profile.eval_every == 2 and [e["step"] for e in result.evaluations] == [2, 4]  # a curve, not one point
+    assert [h["step"] for h in result.history] == [1, 2, 3, 4]  # logs carry the optimiser step
+    assert get_profile("cpu").eval_every and get_profile("cpu").train_steps // get_profile("cpu").eval_every >= 4

@@ -1,5 +1,6 @@
 """The affinity explorer's handlers, called with fake events (no browser)."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib
@@ -34,15 +35,26 @@ def _explorer(**kwargs) -> AffinityExplorer:
 
 
 def _attach(explorer: AffinityExplorer) -> None:
-    """What `interactive()` does, with the Agg backend: a figure whose first axes is the target."""
-    explorer.fig, axes = plt.subplots(1, len(explorer.references) + 2)
-    explorer.axes = list(axes)
+    """What `interactive()` does, with the Agg backend: the live view drawn on a figure."""
+    explorer.attach(plt.figure())
+
+
+def _control(name: str) -> SimpleNamespace:
+    """A stand-in for the ipywidgets control whose description is `name`."""
+    return SimpleNamespace(description=name)
+
+
+def _two_encoders(**kwargs) -> AffinityExplorer:
+    """Two feature sets of the toy scene: a copy of the random features and features that see no structure."""
+    images, masks, features = _toy(frames=4)
+    flat = F.normalize(torch.ones_like(features), dim=1)
+    return AffinityExplorer(images, masks, features={"random": features, "flat": flat}, stride=8, **kwargs)
 
 
 def test_click_on_target_selects_pixel_and_best_match_is_itself():
     explorer = _explorer(topk=1, radius=None)
     _attach(explorer)
-    explorer.on_click(SimpleNamespace(inaxes=explorer.axes[0], xdata=13.4, ydata=20.6, button=1))
+    explorer.on_click(SimpleNamespace(inaxes=explorer.axes[0][0], xdata=13.4, ydata=20.6, button=1))
     assert explorer.pixel == (21, 13)
     view = explorer.view()
     assert view.cell == (2, 1)
@@ -56,7 +68,7 @@ def test_click_outside_target_or_outside_axes_is_ignored():
     explorer = _explorer()
     _attach(explorer)
     before = explorer.pixel
-    explorer.on_click(SimpleNamespace(inaxes=explorer.axes[1], xdata=1.0, ydata=1.0, button=1))
+    explorer.on_click(SimpleNamespace(inaxes=explorer.axes[0][1], xdata=1.0, ydata=1.0, button=1))
     explorer.on_click(SimpleNamespace(inaxes=None, xdata=None, ydata=None, button=1))
     assert explorer.pixel == before
     plt.close(explorer.fig)
@@ -66,16 +78,15 @@ def test_sliders_change_topk_temperature_and_radius():
     explorer = _explorer(topk=5, radius=None)
     _attach(explorer)
     explorer.select(4, 4)
-    slider = lambda name: SimpleNamespace(description=name)  # noqa: E731
-    explorer.on_slider({"owner": slider("top-k"), "new": 2, "name": "value"})
+    explorer.on_control({"owner": _control("top-k"), "new": 2, "name": "value"})
     assert explorer.config.topk == 2 and len(explorer.view().matches) == 2
     sharp = explorer.view().attention.max()
-    explorer.on_slider({"owner": slider("temperature"), "new": 1.0, "name": "value"})
+    explorer.on_control({"owner": _control("temperature"), "new": 1.0, "name": "value"})
     assert explorer.view().attention.max() < sharp  # a higher temperature spreads the attention
-    explorer.on_slider({"owner": slider("radius"), "new": 0, "name": "value"})
+    explorer.on_control({"owner": _control("radius"), "new": 0, "name": "value"})
     attention = explorer.view().attention
     assert np.count_nonzero(attention) == len(explorer.references)  # radius 0: only the same cell per reference
-    explorer.on_slider({"owner": slider("radius"), "new": -1, "name": "value"})
+    explorer.on_control({"owner": _control("radius"), "new": -1, "name": "value"})
     assert explorer.config.radius is None
     assert np.count_nonzero(explorer.view().attention) == attention.size
     plt.close(explorer.fig)
@@ -121,15 +132,132 @@ def test_interactive_widget_wires_sliders_and_clicks_with_ipympl():
     try:
         explorer = _explorer(topk=5, radius=None)
         box = explorer.interactive()
-        sliders = {s.description: s for s in box.children[0].children}
+        assert "Click" in box.children[0].value  # the instruction, only where clicking works
+        sliders = {s.description: s for row in box.children[1:3] for s in row.children}
+        assert set(sliders) == {"temperature", "top-k", "radius", "target", "reference masks"}
         sliders["top-k"].value = 2
         assert explorer.config.topk == 2 and len(explorer.view().matches) == 2
         sliders["radius"].value = -1
         assert explorer.config.radius is None
-        x, y = explorer.axes[0].transData.transform((30.0, 12.0))
+        x, y = explorer.axes[0][0].transData.transform((30.0, 12.0))
         explorer.fig.canvas.callbacks.process("button_press_event",
                                               MouseEvent("button_press_event", explorer.fig.canvas, x, y, button=1))
         assert explorer.pixel == (12, 30)
         plt.close(explorer.fig)
     finally:
+        plt.switch_backend("Agg")
+
+
+def test_target_frame_can_be_chosen_and_the_layout_follows_its_references():
+    images, masks, features = _toy(frames=5)
+    explorer = AffinityExplorer(images, masks, features=features, stride=8, context=2)
+    _attach(explorer)
+    assert explorer.references == [0, 2, 3] and len(explorer.axes[0]) == 5
+    explorer.on_control({"owner": _control("target"), "new": 1, "name": "value"})
+    assert explorer.target == 1 and explorer.references == [0]
+    assert len(explorer.axes[0]) == 3  # target, one reference, propagated mask
+    assert explorer.view().attention.shape[0] == 1
+    assert explorer.axes[0][0].get_xlabel().endswith("target frame 1")
+    with pytest.raises(VosLabError, match="target frame 5"):
+        explorer.set_param("target", 5)
+    plt.close(explorer.fig)
+
+
+def test_two_encoders_side_by_side_on_the_same_pixel():
+    explorer = _two_encoders(compare="flat", radius=None, topk=3)
+    _attach(explorer)
+    assert explorer.shown == ["random", "flat"] and len(explorer.axes) == 2
+    second_target = explorer.axes[1][0]
+    explorer.on_click(SimpleNamespace(inaxes=second_target, xdata=9.0, ydata=17.0, button=1))
+    assert explorer.pixel == (17, 9)  # a click on either row's target panel selects the pixel of both
+    random, flat = explorer.view(encoder="random"), explorer.view(encoder="flat")
+    assert random.pixel == flat.pixel == (17, 9)
+    assert random.attention.max() > 20 * random.attention.mean()  # random features: peaked on the same patch
+    assert np.allclose(flat.attention, flat.attention.flat[0])  # flat features: uniform
+    assert [(row[0].get_ylabel(), row[0].get_xlabel()) for row in explorer.axes] == [
+        ("random", "target frame 3"), ("flat", "target frame 3")]
+    explorer.on_control({"owner": _control("compare with"), "new": "", "name": "value"})
+    assert explorer.compare is None and len(explorer.axes) == 1
+    explorer.on_control({"owner": _control("encoder"), "new": "flat", "name": "value"})
+    assert explorer.axes[0][0].get_ylabel() == "flat"
+    assert np.allclose(explorer.view().attention, flat.attention)
+    with pytest.raises(VosLabError, match="unknown encoder 'rgb'"):
+        explorer.set_param("compare", "rgb")
+    plt.close(explorer.fig)
+
+
+def test_reference_masks_are_outlined_on_demand():
+    explorer = _explorer()
+    _attach(explorer)
+    before = [len(ax.collections) for ax in explorer.axes[0][1:-1]]
+    explorer.on_control({"owner": _control("reference masks"), "new": True, "name": "value"})
+    after = [len(ax.collections) for ax in explorer.axes[0][1:-1]]
+    assert explorer.show_masks and all(a == b + 1 for a, b in zip(after, before, strict=True))
+    plt.close(explorer.fig)
+
+
+def test_preset_pixels_are_object_centres_then_background():
+    images, _, features = _toy(h=6, w=8)
+    masks = np.zeros((3, 48, 64), np.uint8)
+    masks[:, 4:20, 4:36] = 1  # a 16 x 32 box
+    masks[:, 30:44, 40:60] = 2  # a 14 x 20 box
+    explorer = AffinityExplorer(images[:, :48, :64], masks, features=features, stride=8)
+    (y1, x1), (y2, x2), (yb, xb) = explorer.preset_pixels()
+    assert 11 <= y1 <= 12 and 11 <= x1 <= 28  # deepest inside box 1: 8 pixels from its top and bottom edges
+    assert 36 <= y2 <= 37 and 46 <= x2 <= 53
+    assert masks[2, yb - 8: yb + 9, xb - 8: xb + 9].max() == 0  # background, 8 pixels away from any object
+
+
+def test_static_figure_never_says_click_but_the_live_view_does():
+    explorer = _two_encoders(compare="flat")
+    fig = explorer.static_figure()
+    pixels = explorer.preset_pixels()
+    assert len(fig.axes) == len(pixels) * 2 * (len(explorer.references) + 2)  # pixel x encoder rows
+    texts = [fig._suptitle.get_text()] + [t for ax in fig.axes for t in (ax.get_title(), ax.get_xlabel())]
+    assert not any("click" in t.lower() for t in texts)
+    plt.close(fig)
+    _attach(explorer)
+    assert explorer.axes[0][0].get_title() == "click a pixel"
+    plt.close(explorer.fig)
+
+
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "notebooks" / "src").glob("0[1-3]_*.py"))
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_draw_the_explorer_at_its_preset_pixels_and_say_click_only_when_live(source):
+    """Rendered lectures show the static figure at the object-centred presets, and their prose (markdown)
+    never asks to click: only the live widget (INTERACTIVE) does."""
+    import jupytext
+
+    notebook = jupytext.read(source)
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    markdown = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "AffinityExplorer(" in code and ".static_figure()" in code
+    assert "static_figure([" not in code and "static_figure(presets" not in code
+    assert "click" not in markdown.lower()
+
+
+def test_interactive_shows_the_cells_static_figures_before_switching_backend(capsys):
+    """In a notebook cell drawing `static_figure()` then `interactive()`, the static figure must still be shown:
+    the inline backend shows figures at the end of the cell, and by then the backend is ipympl's."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib._pylab_helpers import Gcf
+
+    class Shell(InteractiveShell):  # a real IPython shell, without a kernel or an event loop
+        def enable_gui(self, gui=None):
+            pass
+
+    shell = Shell.instance()
+    try:
+        shell.run_line_magic("matplotlib", "inline")
+        explorer = _explorer()
+        static = explorer.static_figure()
+        explorer.interactive()
+        assert plt.get_backend() in ("widget", "ipympl", "module://ipympl.backend_nbagg")
+        assert "<Figure size" in capsys.readouterr().out  # displayed (without a kernel, display() prints it)
+        assert all(m.canvas.figure is not static for m in Gcf.get_all_fig_managers())  # and closed
+        plt.close(explorer.fig)
+    finally:
+        Shell.clear_instance()
         plt.switch_backend("Agg")

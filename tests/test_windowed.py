@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vos_lab import propagation
 from vos_lab.attention import (
+    coordinate_grid,
     dense_attention,
     localise,
     neighbourhood_mask,
@@ -97,9 +99,9 @@ def test_coarse_search_locates_a_shifted_patch():
 
 
 def test_roi_finds_what_the_plain_window_cannot():
-    query, reference, labels = _shifted_patch()
-    config = PropagationConfig(radius=3, topk=1, context=0, roi=True, roi_dilation=3)  # coarse search: +-9 cells
-    with_roi = roi_propagation(query, reference[None], labels[None], config, far=1)
+    query, reference, labels = _shifted_patch(channels=16)  # 4 random channels match too well for a soft search
+    config = PropagationConfig(radius=3, topk=1, context=0, roi=True)  # 30 frames back: dilation 3, +-9 cells
+    with_roi = roi_propagation(query, reference[None], labels[None], config, gaps=(30,))
     without = propagate_step(query, reference[None], labels[None], PropagationConfig(radius=3, topk=1))
     assert (with_roi[1, 4:10, 4:10] > 0.99).all(), "the ROI is centred on the moved patch"
     assert (without[1, 4:10, 4:10] < 0.01).all(), "a +-3 window cannot reach a (6, 9) move"
@@ -116,8 +118,10 @@ def test_roi_with_centres_on_the_cells_is_the_plain_window():
 
 
 def test_memory_layouts():
-    assert PropagationConfig(**MEMORY_LAYOUTS["mast"]).references(12) == [0, 5, 7, 9, 11]
-    assert PropagationConfig(**MEMORY_LAYOUTS["mast"]).far(12) == 2
+    mast = PropagationConfig(**MEMORY_LAYOUTS["mast"])
+    assert mast.references(12) == [0, 5, 7, 9, 11] and mast.gaps(12) == (12, 7, 5, 3, 1)
+    # MAST's code searches coarse-to-fine only the references more than 15 frames back.
+    assert [mast.far(t) for t in (12, 16, 20, 21, 40)] == [0, 1, 1, 2, 2]
     assert PropagationConfig(**MEMORY_LAYOUTS["previous"]).references(12) == [11]
     assert PropagationConfig(**MEMORY_LAYOUTS["default"]) == PropagationConfig()
 
@@ -147,3 +151,78 @@ def test_windowed_keeps_ties_like_dense(n, h, w, radius, dilation, topk, chunk_b
     expected = torch.einsum("bqk,bkv->bvq", torch.softmax(aff.masked_fill(~kept, float("-inf")) / 0.5, dim=-1),
                             values.permute(0, 1, 3, 4, 2).reshape(2, -1, 3)).reshape(2, 3, h, w)
     assert torch.allclose(dense, expected, atol=1e-5) and torch.allclose(windowed, expected, atol=1e-5)
+
+
+def test_roi_dilation_grows_with_the_gap():
+    """MAST's code: dilation min(4, gap // 15 + 1) for references more than 15 frames back, none otherwise."""
+    config = PropagationConfig(roi=True)
+    gaps = (1, 15, 16, 29, 30, 44, 45, 200)
+    assert [config.dilation(gap) for gap in gaps] == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert PropagationConfig(roi_gap=5, roi_max_dilation=2).dilation(11) == 2
+    assert [PropagationConfig(roi_gap=0).dilation(gap) for gap in (1, 2, 9)] == [2, 3, 4], "every reference searched"
+
+
+def _recorded_localise(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = propagation.localise
+
+    def localise(query, keys, radius, dilation, temperature, topk=None):
+        calls.append(dilation)
+        assert topk is None, "the coarse search is a softmax over the whole window"
+        return real(query, keys, radius, dilation, temperature, topk)
+
+    monkeypatch.setattr(propagation, "localise", localise)
+    return calls
+
+
+def test_near_references_skip_the_coarse_search(monkeypatch):
+    calls = _recorded_localise(monkeypatch)
+    query, keys, labels = (x[0] for x in _problem(1, 3, 9, 11))
+    config = PropagationConfig(radius=2, topk=None, roi=True)
+    plain = propagate_step(query, keys, labels, PropagationConfig(radius=2, topk=None), gaps=(15, 3, 1))
+    assert torch.allclose(propagate_step(query, keys, labels, config, gaps=(15, 3, 1)), plain, atol=1e-6)
+    assert calls == [], "no reference more than 15 frames back: no coarse search"
+    propagate_step(query, keys, labels, config, gaps=(47, 20, 1))
+    assert calls == [4, 2], "one coarse search per far reference, dilation growing with the gap"
+
+
+def test_roi_readout_is_a_dense_softmax_over_the_windows():
+    """From scratch on the full affinity: the far reference's window centred at the soft-argmax of a softmax
+    over its whole dilated window, the near one's at the cell; one softmax over both windows' positions."""
+    query, keys, labels = (x[0] for x in _problem(1, 2, 10, 12, seed=3))
+    query, keys = F.normalize(query, dim=0), F.normalize(keys, dim=1)
+    radius, tau, (h, w) = 2, 0.1, query.shape[-2:]
+    cells = coordinate_grid(h, w).flatten(1).T  # (hw, 2)
+    aff = torch.einsum("cq,nck->nqk", query.flatten(1), keys.flatten(2)) / tau  # (N, hw, hw)
+    coarse = torch.softmax(aff[0].masked_fill(~neighbourhood_mask(h, w, radius, dilation=3), float("-inf")), -1)
+    centres = (coarse @ cells).round()  # gap 31: dilation 3
+    far_window = ((cells[None] - centres[:, None]).abs() <= radius).all(-1)  # (hw, hw)
+    windows = torch.cat([far_window, neighbourhood_mask(h, w, radius)], dim=1)
+    weights = torch.softmax(torch.cat([aff[0], aff[1]], 1).masked_fill(~windows, float("-inf")), -1)
+    expected = (weights @ labels.flatten(2).transpose(1, 2).reshape(-1, labels.shape[1])).T.reshape(-1, h, w)
+    config = PropagationConfig(radius=radius, topk=None, temperature=tau, roi=True)
+    assert torch.allclose(roi_propagation(query, keys, labels, config, gaps=(31, 2)), expected, atol=1e-5)
+
+
+def test_softmax_over_every_window_position_on_large_maps():
+    """topk None (MAST's read-out) takes the windowed path on maps over DENSE_CELLS, equal to the dense one;
+    `propagate --topk 0` asks for it."""
+    from vos_lab.cli import _config, build_parser
+
+    query, keys, labels = (x[0] for x in _problem(1, 2, 33, 32, seed=4))
+    assert 33 * 32 > propagation.DENSE_CELLS
+    config = PropagationConfig(radius=3, topk=None)
+    assert torch.allclose(propagate_step(query, keys, labels, config),
+                          propagation.dense_propagation(query, keys, labels, 3, None, 0.1), atol=1e-5)
+    args = build_parser().parse_args(["propagate", "--davis", "d", "--out", "o", "--topk", "0"])
+    assert _config(args).topk is None
+
+
+def test_roi_topk_readout_equals_the_top_k_of_every_window_position():
+    query, keys, labels = (x[0] for x in _problem(1, 3, 10, 12, seed=5))
+    config = PropagationConfig(radius=2, topk=4, roi=True)
+    every = propagation.roi_topk(query[None], keys[None], labels[None], torch.stack([
+        propagation.localise(query[None], keys[None, 0], 2, 2, 0.1)[:, 0],
+        *[coordinate_grid(10, 12)[None]] * 2], dim=1), 2, 4)
+    expected = propagation.combine_candidates([every], 0.1, 4)[0]
+    assert torch.allclose(roi_propagation(query, keys, labels, config, gaps=(20, 3, 1)), expected, atol=1e-5)

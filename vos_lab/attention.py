@@ -389,7 +389,8 @@ def localise(query: torch.Tensor, keys: torch.Tensor, radius: int, dilation: int
     """MAST's coarse search (Sec. 3.3): for each target cell, where it lies in each reference (B, N, 2, h, w).
 
     A dilated window attention whose values are the reference cells' own coordinates: the result is the
-    attention-weighted mean position (a soft argmax) of the best matches, to centre the fine window on.
+    attention-weighted mean position (a soft argmax), to centre the fine window on. MAST's code takes the
+    softmax over the whole dilated window (topk None); topk=k keeps only the k best matches.
     """
     keys = _with_references(keys)
     b, n, _, h, w = keys.shape
@@ -399,11 +400,13 @@ def localise(query: torch.Tensor, keys: torch.Tensor, radius: int, dilation: int
 
 
 def roi_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, centres: torch.Tensor, radius: int,
-             topk: int, chunk_bytes: int = CHUNK_BYTES) -> Candidates:
+             topk: int | None, chunk_bytes: int = CHUNK_BYTES) -> Candidates:
     """MAST's fine step: the (2R+1)^2 window of each reference centred at each target cell's located
-    position `centres` (B, N, 2, h, w) instead of at the cell itself; the k best over all N jointly.
+    position `centres` (B, N, 2, h, w) instead of at the cell itself; the k best over all N jointly (topk
+    None: every position of the N windows, -inf outside the frame).
 
-    Windows are gathered for chunks of target cells, so memory stays near `chunk_bytes`.
+    For a chunk of target cells the affinities to every reference cell are one matrix product, from which each
+    cell's window is gathered (cheaper than gathering the windows' features); memory stays near `chunk_bytes`.
     """
     keys, values = _with_references(keys), _with_references(values)
     b, n, c, h, w = keys.shape
@@ -416,15 +419,20 @@ def roi_topk(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, cent
     index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).flatten(-2)  # (B, N, hw, side^2)
     q = query.flatten(2)  # (B, C, hw)
     key_flat, value_flat = keys.flatten(3), values.flatten(3)  # (B, N, C|V, hw)
-    step = max(1, chunk_bytes // (4 * n * c * side * side))
+    step = max(1, chunk_bytes // (4 * n * max(h * w, side * side * (1 + values.shape[2]))))
     scores, picked = [], []
     for start in range(0, h * w, step):
         idx = index[:, :, start: start + step]  # (B, N, Q, W)
-        gathered = torch.stack([key_flat[i][torch.arange(n)[:, None, None], :, idx[i]] for i in range(b)])
-        aff = torch.einsum("bcq,bnqwc->bqnw", q[:, :, start: start + step], gathered)
-        aff = aff.masked_fill(~valid[:, :, start: start + step].permute(0, 2, 1, 3), float("-inf")).flatten(2)
-        vals = torch.stack([value_flat[i][torch.arange(n)[:, None, None], :, idx[i]] for i in range(b)])
-        vals = vals.permute(0, 2, 1, 3, 4).flatten(2, 3)  # (B, Q, N W, V)
+        every = torch.einsum("bcq,bnck->bnqk", q[:, :, start: start + step], key_flat)  # (B, N, Q, hw)
+        aff = every.gather(-1, idx).masked_fill(~valid[:, :, start: start + step], float("-inf"))
+        aff = aff.permute(0, 2, 1, 3).flatten(2)  # (B, Q, N W)
+        vals = value_flat[:, :, :, None, :].expand(-1, -1, -1, idx.shape[2], -1).gather(
+            -1, idx[:, :, None].expand(-1, -1, value_flat.shape[2], -1, -1))  # (B, N, V, Q, W)
+        vals = vals.permute(0, 3, 1, 4, 2).flatten(2, 3)  # (B, Q, N W, V)
+        if topk is None:
+            scores.append(aff)
+            picked.append(vals)
+            continue
         top, best = aff.topk(min(topk, aff.shape[-1]), dim=-1)
         scores.append(top)
         picked.append(vals.gather(2, best[..., None].expand(*best.shape, vals.shape[-1])))

@@ -128,7 +128,7 @@ def _run(implementation: str, features: list[torch.Tensor], first_ids: np.ndarra
     function = IMPLEMENTATIONS[implementation]
     features = [f.to(device) for f in features]
 
-    def step(query, keys, labels, c: PropagationConfig, far: int = 0) -> torch.Tensor:
+    def step(query, keys, labels, c: PropagationConfig, gaps: tuple[int, ...] = ()) -> torch.Tensor:
         return function(query, keys, labels, c.radius, c.topk, c.temperature)
 
     def propagate() -> np.ndarray:
@@ -185,9 +185,13 @@ def bench_propagation(features: str, config: PropagationConfig, height: int = 48
     return figures
 
 
-def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[str] | None = None) -> dict[str, float]:
-    """Training input pipeline: seconds per batch for sampling clips (CPU) and preparing inputs and Lab
-    targets (on the training device: the GPU when there is one, as in training)."""
+def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[str] | None = None,
+                  workers: tuple[int, ...] = (0, 1, 2)) -> dict[str, float]:
+    """Training input pipeline: clips per second read through the training loop's loader (`clip_batches`)
+    with each number of worker processes (timed after a first batch, which includes starting the workers), and
+    seconds per batch for preparing inputs and Lab targets on the training device (the GPU when there is one,
+    as in training). Embedded data is in memory; a folder is read on demand, as in training."""
+    from vos_lab.data.clips import clip_batches
     from vos_lab.profiles import get_profile
     from vos_lab.training.run import method_for_profile, profile_sampler
 
@@ -195,21 +199,25 @@ def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[st
     method = method_for_profile("colourisation", profile, variant="vondrick")
     sampler = profile_sampler(method, profile, sources)
     device = pick_device("auto")
-    sample = prepare = 0.0
-    for _ in range(batches):
+    figures = {}
+    for count in workers:
+        loader = clip_batches(sampler, profile.batch_size, batches + 1, workers=count,
+                              pin_memory=device.type == "cuda")
+        clips = next(loader)
         start = time.perf_counter()
-        clips = sampler.batch(profile.batch_size)
-        middle = time.perf_counter()
+        count_read = sum(1 for _ in loader)
+        figures[f"clips_per_s_{count}_workers"] = profile.batch_size * count_read / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in range(batches):
         method.prepare(clips, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        sample, prepare = sample + middle - start, prepare + time.perf_counter() - middle
-    figures = {"sample_s": sample / batches, "prepare_s": prepare / batches,
-               "clips_per_s": profile.batch_size * batches / (sample + prepare)}
-    print(f"profile {profile.name}: batch {profile.batch_size} x {method.clip_length} frames of {profile.crop_size}px: "
-          f"sampling {figures['sample_s'] * 1000:.1f} ms (CPU), Lab + inputs {figures['prepare_s'] * 1000:.1f} ms "
-          f"({device.type}) per batch: {figures['clips_per_s']:.0f} clips/s on one process, "
-          f"{profile.batch_size / figures['sample_s']:.0f} clips/s of sampling alone")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    figures["prepare_s"] = (time.perf_counter() - start) / batches
+    print(f"profile {profile.name}: batch {profile.batch_size} x {method.clip_length} frames of {profile.crop_size}px "
+          f"from {', '.join(sources or ['embedded'])} ({os.cpu_count()} CPUs):")
+    for count in workers:
+        print(f"  {count} workers: {figures[f'clips_per_s_{count}_workers']:.0f} clips/s")
+    print(f"  Lab + inputs: {figures['prepare_s'] * 1000:.1f} ms per batch ({device.type})")
     return figures
 
 

@@ -42,7 +42,8 @@ def _propagation_args(parser: argparse.ArgumentParser) -> None:
     from vos_lab.propagation import PropagationConfig
 
     default = PropagationConfig()
-    parser.add_argument("--topk", type=int, default=default.topk, help="matches kept per cell (default: %(default)s)")
+    parser.add_argument("--topk", type=int, default=default.topk,
+                        help="matches kept per cell, 0 = every position of the windows (default: %(default)s)")
     parser.add_argument("--radius", type=int, default=default.radius,
                         help="neighbourhood radius in feature cells, -1 = whole frame (default: %(default)s)")
     parser.add_argument("--context", type=int, default=default.context,
@@ -77,7 +78,8 @@ def _config(args: argparse.Namespace):
     from vos_lab.propagation import PropagationConfig
 
     radius = None if args.radius is not None and args.radius < 0 else args.radius
-    config = PropagationConfig(temperature=args.temperature, topk=args.topk, radius=radius, context=args.context)
+    config = PropagationConfig(temperature=args.temperature, topk=args.topk or None, radius=radius,
+                               context=args.context)
     return _memory(config, args)
 
 
@@ -142,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", default="lab", help="rgb, lab, random-resnet18 or a checkpoint .pt")
     p.add_argument("--memory", choices=("default", "mast", "previous"), default="default",
                    help="reference frames: the protocol's, MAST's {0,5}+{t-1,t-3,t-5}, or the previous frame only")
-    p.add_argument("--roi", action="store_true", help="MAST's coarse-to-fine ROI for the long-term references")
+    p.add_argument("--roi", action="store_true",
+                   help="MAST's coarse-to-fine ROI for references more than 15 frames back")
     _propagation_args(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     _adapt_args(p)
@@ -173,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-sequences", type=int, default=3, help="first N sequences of --val (default: 3)")
     p.add_argument("--val-frames", type=int, default=30, help="first N frames of each (default: 30)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default: the profile's; 0: at the end)")
+    p.add_argument("--workers", type=int, help="processes reading clips (default: 4 per GPU, none on the CPU); "
+                                               "under torchrun, per process")
 
     p = sub.add_parser("lectures", help="render the chapters with papermill to executed notebooks and HTML")
     from vos_lab.course.lectures import add_arguments as _lectures_args
@@ -200,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--davis", type=Path, help="use this DAVIS root instead of a synthetic video")
     p.add_argument("--sequence", help="sequence of --davis to use (default: the first)")
     p.add_argument("--split", default=None)
+    p.add_argument("--data", default="embedded", help="sampler: training data, as for train (default: embedded)")
+    p.add_argument("--workers", default="0,1,2", help="sampler: numbers of loader processes to measure")
     _propagation_args(p)
     p.set_defaults(topk=5, radius=12, context=7)
     p.add_argument("--adapt-iters", type=int, help="adapt: U-Net iterations (default: the --profile's)")
@@ -276,6 +283,8 @@ def _train(args: argparse.Namespace) -> int:
             raise VosLabError("--option variant: give the variant with --variant")
         options["variant"] = args.variant
     options = METHODS[method].check_options(options)  # before any work: an error, not a crash mid-run
+    if args.workers is not None and args.workers < 0:
+        raise VosLabError(f"--workers must be 0 or more, got {args.workers}")
     _check_output(args.out)
     evaluate = None
     if args.val is not None:
@@ -286,7 +295,10 @@ def _train(args: argparse.Namespace) -> int:
         evaluate = validation_jf(dataset, dataset.names[: args.val_sequences], args.val_frames)
     result = train_from_profile(method, get_profile(args.profile), args.out, _names(args.data),
                                 steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device,
-                                evaluate=evaluate, eval_every=args.eval_every, replace=args.replace, **options)
+                                evaluate=evaluate, eval_every=args.eval_every, replace=args.replace,
+                                workers=args.workers, **options)
+    if int(os.environ.get("RANK", "0")):  # under torchrun, rank 0 reports
+        return 0
     last = result.history[-1] if result.history else {}
     loss = last.get("loss", float("nan"))
     print(f"{args.out}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
@@ -338,7 +350,10 @@ def _bench(args: argparse.Namespace) -> int:
                         radius=args.radius, topk=args.topk, device=pick_device().type)
         return 0
     if args.what == "sampler":
-        bench_sampler(args.profile)
+        counts = [w for w in _names(args.workers) or [] if w.isdigit()]
+        if not counts or len(counts) != len(_names(args.workers)):
+            raise VosLabError(f"--workers: comma-separated numbers of processes (0 or more), got {args.workers!r}")
+        bench_sampler(args.profile, sources=_names(args.data), workers=tuple(int(w) for w in counts))
         return 0
     if args.what == "adapt":
         from vos_lab.adaptation import AdaptConfig

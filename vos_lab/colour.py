@@ -52,10 +52,12 @@ def normalise(rgb: torch.Tensor, space: str, lab: torch.Tensor | None = None) ->
     return scaled if space == "lab" else scaled[..., :1, :, :]
 
 
-def to_unit_rgb(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 RGB (..., H, W, 3) -> float RGB in [0, 1] (..., 3, H, W) on `device` (moved as uint8)."""
-    writable = np.require(frames, np.uint8, ['C', 'W'])  # a copy when read-only (torch needs writable memory)
-    tensor = torch.from_numpy(writable).to(device, non_blocking=True)
+def to_unit_rgb(frames: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 RGB (..., H, W, 3), an array or a (pinned) tensor -> float RGB in [0, 1] (..., 3, H, W) on `device`
+    (moved as uint8)."""
+    if not isinstance(frames, torch.Tensor):  # a copy when read-only (torch needs writable memory)
+        frames = torch.from_numpy(np.require(frames, np.uint8, ['C', 'W']))
+    tensor = frames.to(device, non_blocking=True)
     return tensor.movedim(-1, -3).float().div_(255.0)
 
 

@@ -44,7 +44,7 @@ class Profile:
     encoder_width: int
     encoder_multipliers: tuple[int, ...]
     embed_dim: int
-    eval_every: int
+    eval_every: int  # validation every N steps when training is given an evaluation (`train --val`); 0: at the end
     # chapter 2's training pointer (methods with a `cosine` option): False = the papers' raw dot products at T = 1;
     # True = L2-normalised features at the protocol's tau 0.1, the geometry used at test time. Short cpu
     # runs need the match (measured in chapter 2); the gpu profile keeps the papers' version.
@@ -55,6 +55,8 @@ class Profile:
     # the learning-rate schedule of every method trained from the profile (`vos_lab.training.schedule`):
     # short cpu runs decay to zero ("cosine", measured in chapter 2); the gpu profile keeps the papers' constant rate.
     lr_schedule: str
+    # chapter 3's training ablations (CorrFlow with and without scheduled sampling / the cycle): steps of each
+    ablation_steps: int = 250
     # chapter 4's online adaptation (`vos_lab.adaptation`): U-Net iterations per video, its input height and
     # width; the gpu profile keeps the paper's 200 iterations at 480 px, cpu and smoke are set below
     adapt_iters: int = 200
@@ -69,18 +71,18 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", synthetic_sequences=2, synthetic_frames=8, synthetic_height=96, synthetic_width=160,
                      eval_sequences=1, eval_max_frames=6,
                      train_steps=4, train_minutes=1.0, batch_size=2, crop_size=64, encoder_width=8,
-                     encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=0, cosine_pointer=True,
-                     crop_jitter=8, lr_schedule="cosine"),
+                     encoder_multipliers=(1, 2, 2, 2), embed_dim=16, eval_every=2, cosine_pointer=True,
+                     crop_jitter=8, lr_schedule="cosine", ablation_steps=2),
     "cpu": Profile("cpu", synthetic_sequences=4, synthetic_frames=24, synthetic_height=240, synthetic_width=432,
                    eval_sequences=4, eval_max_frames=40,
                    train_steps=800, train_minutes=None, batch_size=8, crop_size=192, encoder_width=32,
-                   encoder_multipliers=(1, 2, 2, 2), embed_dim=64, eval_every=0, cosine_pointer=True,
+                   encoder_multipliers=(1, 2, 2, 2), embed_dim=64, eval_every=200, cosine_pointer=True,
                    crop_jitter=48, lr_schedule="cosine"),
     "gpu": Profile("gpu", synthetic_sequences=8, synthetic_frames=40, synthetic_height=480, synthetic_width=854,
                    eval_sequences=None, eval_max_frames=None,
                    train_steps=30_000, train_minutes=60.0, batch_size=32, crop_size=256, encoder_width=64,
                    encoder_multipliers=(1, 2, 4, 4), embed_dim=64, eval_every=2_000, cosine_pointer=False,
-                   crop_jitter=0, lr_schedule="constant"),
+                   crop_jitter=0, lr_schedule="constant", ablation_steps=5_000),
 }
 # online adaptation on a CPU: a U-Net of width 8 at 96 px; the paper's 200 iterations (60 underfit the pseudo
 # labels: -6 J&F on 4 development sequences where 200 gave +1, measured in chapter 4)

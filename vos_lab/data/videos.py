@@ -69,12 +69,7 @@ def _resized(width: int, height: int, short_side: int | None) -> tuple[int, int]
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def iter_frames(path: str | Path, *, fps: float | None = None, short_side: int | None = None,
-                max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Decode `path` lazily: RGB uint8 frames, at most `fps` per second, short side `short_side` pixels.
-
-    A missing, corrupt or undecodable file (or one without a video stream or frames) raises VosLabError.
-    """
+def _opened(path: str | Path, fps: float | None, max_frames: int | None) -> Path:
     path = Path(path).expanduser()
     if fps is not None and fps <= 0:
         raise VosLabError(f"fps must be positive, got {fps}")
@@ -82,30 +77,96 @@ def iter_frames(path: str | Path, *, fps: float | None = None, short_side: int |
         raise VosLabError(f"max_frames must be at least 1, got {max_frames}")
     if not path.is_file():
         raise VosLabError(f"{path}: video file not found")
+    return path
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise VosLabError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _kept(container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float | None,
+          max_frames: int | None) -> Iterator[av.VideoFrame]:
+    """The decoded frames that the temporal resampling keeps (see the module docstring)."""
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    latest, next_tick, count = -np.inf, 0.0, 0
+    for index, frame in enumerate(container.decode(stream)):
+        latest = max(latest, frame.time if frame.time is not None else index / rate)
+        if fps is not None:  # keep one frame per tick k / fps, the first that reaches it
+            if latest + 1e-6 < next_tick:
+                continue
+            next_tick = (np.floor(latest * fps + 1e-6) + 1) / fps
+        yield frame
+        count += 1
+        if max_frames is not None and count >= max_frames:
+            return
+
+
+def _rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
+    width, height = _resized(frame.width, frame.height, short_side)
+    return frame.reformat(width, height, "rgb24", interpolation="AREA").to_ndarray()
+
+
+def iter_frames(path: str | Path, *, fps: float | None = None, short_side: int | None = None,
+                max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decode `path` lazily: RGB uint8 frames, at most `fps` per second, short side `short_side` pixels.
+
+    A missing, corrupt or undecodable file (or one without a video stream or frames) raises VosLabError.
+    """
+    path = _opened(path, fps, max_frames)
     count = 0
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VosLabError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = float(stream.average_rate or stream.guessed_rate or 25)
-            latest, next_tick = -np.inf, 0.0
-            for index, frame in enumerate(container.decode(stream)):
-                latest = max(latest, frame.time if frame.time is not None else index / rate)
-                if fps is not None:  # keep one frame per tick k / fps, the first that reaches it
-                    if latest + 1e-6 < next_tick:
-                        continue
-                    next_tick = (np.floor(latest * fps + 1e-6) + 1) / fps
-                width, height = _resized(frame.width, frame.height, short_side)
-                yield frame.reformat(width, height, "rgb24", interpolation="AREA").to_ndarray()
+            for frame in _kept(container, _video_stream(container, path), fps, max_frames):
+                yield _rgb(frame, short_side)
                 count += 1
-                if max_frames is not None and count >= max_frames:
-                    return
     except av.FFmpegError as error:
         raise VosLabError(f"{path}: cannot decode video ({error})") from None
     if count == 0:
         raise VosLabError(f"{path}: no decodable frames")
+
+
+def index_video(path: str | Path, *, fps: float | None = None, short_side: int | None = None,
+                max_frames: int | None = None) -> tuple[list[int | None], tuple[int, int]]:
+    """The timestamps (pts) of the frames `iter_frames` yields, and their (height, width): a decoding pass that
+    converts nothing, so that `frames_at` can later seek to any of them. Errors as `iter_frames`."""
+    path = _opened(path, fps, max_frames)
+    stamps, size = [], (0, 0)
+    try:
+        with av.open(str(path)) as container:
+            for frame in _kept(container, _video_stream(container, path), fps, max_frames):
+                stamps.append(frame.pts)
+                width, height = _resized(frame.width, frame.height, short_side)
+                size = (height, width)
+    except av.FFmpegError as error:
+        raise VosLabError(f"{path}: cannot decode video ({error})") from None
+    if not stamps:
+        raise VosLabError(f"{path}: no decodable frames")
+    return stamps, size
+
+
+def frames_at(path: str | Path, stamps: Sequence[int], short_side: int | None = None) -> np.ndarray:
+    """The frames with these timestamps (from `index_video`) as (N, H, W, 3) uint8, decoded from the key frame
+    before the first of them to the last: a clip of a long video costs a few frames, not the whole file."""
+    path, wanted = Path(path).expanduser(), set(stamps)
+    found: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(path)) as container:
+            stream = _video_stream(container, path)
+            container.seek(min(wanted), backward=True, any_frame=False, stream=stream)
+            for frame in container.decode(stream):
+                if frame.pts in wanted and frame.pts not in found:
+                    found[frame.pts] = _rgb(frame, short_side)
+                if len(found) == len(wanted):
+                    break
+    except av.FFmpegError as error:
+        raise VosLabError(f"{path}: cannot decode video ({error})") from None
+    if len(found) < len(wanted):
+        raise VosLabError(f"{path}: frames {sorted(wanted - set(found))[:3]} (timestamps) not found when seeking")
+    return np.stack([found[stamp] for stamp in stamps])
 
 
 def read_video(path: str | Path, max_frames: int | None = None, short_side: int | None = None,

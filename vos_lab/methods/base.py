@@ -72,8 +72,9 @@ class Method(nn.Module):
     def fit(self, frames: np.ndarray) -> None:
         """Data-dependent set-up before training (e.g. colour clusters); frames: uint8 (N, H, W, 3)."""
 
-    def prepare(self, clips: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        """uint8 clips (B, T, H, W, 3) -> network inputs (B, T, C, H, W) and Lab values (B, T, 3, H, W)."""
+    def prepare(self, clips: np.ndarray | torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        """uint8 clips (B, T, H, W, 3), an array or a tensor (the training loop's, pinned on CUDA) -> network
+        inputs (B, T, C, H, W) and Lab values (B, T, 3, H, W)."""
         rgb = to_unit_rgb(clips, device)  # moved as uint8, converted on the device
         lab = rgb_to_lab_tensor(rgb)
         return {"inputs": normalise(rgb, self.space, lab=lab), "lab": lab}

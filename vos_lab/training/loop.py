@@ -7,12 +7,17 @@ the last save are kept, never half a step), and stops at `steps` or after `minut
 whichever comes first (the time spent before an interruption counts). Adam's learning rate follows
 the method's `lr_schedule` over `steps`, set from the step count, so a resumed run continues the curve.
 `load_or_train` is what a notebook calls: the finished checkpoint when it matches, training otherwise.
+
+Clips come through a `torch.utils.data` loader (`vos_lab.data.clips.clip_batches`: `workers` processes, pinned
+memory on CUDA). Under `torchrun` the loop is data-parallel (`vos_lab.training.distributed`): `batch_size` is
+the global batch, split over the processes; rank 0 saves and shows progress.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +27,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vos_lab.data.clips import ClipSampler
+from vos_lab.data.clips import ClipSampler, clip_batches
 from vos_lab.errors import VosLabError
 from vos_lab.methods.base import Method
 from vos_lab.models.encoders import FrameEncoder
+from vos_lab.training import distributed
 from vos_lab.training.checkpoints import checkpoint_mismatch, load_checkpoint, save_checkpoint
 from vos_lab.training.schedule import learning_rate
 
@@ -43,6 +49,7 @@ class TrainConfig:
     checkpoint_seconds: float = 60.0
     eval_every: int = 0
     data: str = ""  # what the clips come from: in the checkpoint, so a loaded model says it and other data retrains
+    workers: int | None = None  # processes reading clips (0: the training one; None: 4 per GPU, 0 on the CPU)
 
 
 @dataclass
@@ -61,7 +68,15 @@ class TrainResult:
 def _fit_frames(sampler: ClipSampler, count: int = 64) -> np.ndarray:
     rng = np.random.default_rng(0)
     picks = [sampler.videos[i % len(sampler.videos)] for i in range(count)]
-    return np.stack([v.frames[rng.integers(len(v.frames)), : sampler.crop, : sampler.crop] for v in picks])
+    return np.stack([v.read([rng.integers(v.length)])[0, : sampler.crop, : sampler.crop] for v in picks])
+
+
+def _workers(config: TrainConfig, device: torch.device) -> int:
+    """Data-loader processes: the clips are the same with any number. On the CPU the default is none, since
+    they would compete with training for the cores."""
+    if config.workers is not None:
+        return config.workers
+    return min(4, (os.cpu_count() or 1) // distributed.world()) if device.type == "cuda" else 0
 
 
 def _autocast(device: torch.device):
@@ -87,7 +102,8 @@ def _resumable(out: Path, method: Method, config: TrainConfig, device: torch.dev
         return state
     if not replace:
         raise VosLabError(f"{out}: a checkpoint trained otherwise ({reason}); use another --out or delete it")
-    print(f"{out}: training anew, the checkpoint was trained otherwise ({reason})")
+    if distributed.is_main():
+        print(f"{out}: training anew, the checkpoint was trained otherwise ({reason})")
     return None
 
 
@@ -137,11 +153,14 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
     else:
         torch.manual_seed(config.seed)
         method.fit(_fit_frames(sampler))
+    loss_of = distributed.loss_function(method, device)  # several processes: gradients averaged over them
 
     def budget_left() -> bool:
         return step < config.steps and (config.minutes is None or seconds < config.minutes * 60)
 
     def save() -> None:
+        if not distributed.is_main():
+            return
         save_checkpoint(out, {"config": method.config, "model": method.state_dict(),
                               "optimizer": optimizer.state_dict(), "sampler": sampler.state(),
                               "torch_rng": torch.get_rng_state(), "step": step, "seconds": seconds,
@@ -154,7 +173,10 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
 
     method.train()
     total = config.steps if config.minutes is None else None  # a time budget: the postfix shows minutes
-    bar = tqdm(total=total, initial=step, disable=not progress, unit="step", desc=f"train {method.name}")
+    bar = tqdm(total=total, initial=step, disable=not progress or not distributed.is_main(), unit="step",
+               desc=f"train {method.name}")
+    batches = clip_batches(sampler, config.batch_size, config.steps - step, distributed.rank(), distributed.world(),
+                           _workers(config, device), pin_memory=device.type == "cuda")
     last_save, saved = time.perf_counter(), step
     step_start: _StepStart | None = None  # while a step runs and its update has not begun
     updating = False  # from the update until the step is counted: no consistent state to save
@@ -162,11 +184,14 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
         while budget_left():
             start = time.perf_counter()
             step_start = _StepStart.capture(method, sampler)
-            batch = method.prepare(sampler.batch(config.batch_size), device)
+            batch = method.prepare(next(batches), device)
+            sampler.position += config.batch_size
+            distributed.reseed(config.seed, step)
             with _autocast(device):
-                loss, logs = method.loss(batch, step)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+                loss, logs = loss_of(batch, step)
+            value, logs = distributed.mean_logs(loss, logs)
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for group in optimizer.param_groups:
@@ -175,7 +200,7 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
             optimizer.step()
             method.after_step(step)
             step += 1
-            seconds += time.perf_counter() - start
+            seconds = distributed.rank0_value(seconds + time.perf_counter() - start, device)
             history.append({"step": step, "seconds": seconds, **logs})
             updating, step_start = False, None
             bar.update(1)

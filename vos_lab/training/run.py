@@ -11,6 +11,7 @@ from vos_lab.methods.base import Method
 from vos_lab.methods.registry import METHODS, build_method
 from vos_lab.profiles import Profile
 from vos_lab.propagation import PropagationConfig
+from vos_lab.training import distributed
 from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, load_or_train
 
 
@@ -41,7 +42,8 @@ def _absolute(source: str) -> str:
 def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str] | None = None, *,
                        steps: int | None = None, minutes: float | None = None, seed: int = 0,
                        device: str = "auto", evaluate: Evaluate | None = None, eval_every: int | None = None,
-                       progress: bool = True, replace: bool = True, **options) -> TrainResult:
+                       progress: bool = True, replace: bool = True, workers: int | None = None,
+                       **options) -> TrainResult:
     """Load the checkpoint at `out` if it is finished and trained as asked, else train (or resume) method `name` on
     `sources` (see `load_or_train`; `replace=False` refuses a checkpoint trained otherwise instead).
     `evaluate` (e.g. `vos_lab.evaluation.validation_jf`) runs every `eval_every` steps (default: the
@@ -50,7 +52,8 @@ def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str
     config = TrainConfig(steps=steps or profile.train_steps, batch_size=profile.batch_size,
                          minutes=profile.train_minutes if minutes is None else minutes, seed=seed,
                          eval_every=profile.eval_every if eval_every is None else eval_every,
-                         data=",".join(_absolute(source) for source in sources or ["embedded"]))
+                         data=",".join(_absolute(source) for source in sources or ["embedded"]), workers=workers)
 
-    return load_or_train(method, lambda: profile_sampler(method, profile, sources, seed), out, config,
-                         pick_device(device), evaluate, progress, replace)
+    with distributed.session(pick_device(device)) as run_device:  # under torchrun: data-parallel
+        return load_or_train(method, lambda: profile_sampler(method, profile, sources, seed), out, config,
+                             run_device, evaluate, progress, replace)
