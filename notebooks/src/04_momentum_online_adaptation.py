@@ -315,8 +315,9 @@ print(f"best agreement with the clean mask {iou['clean mask'][best]:.3f} at iter
 # Early on the output is smoother than its target and closer to the *clean* mask than the target itself is;
 # with many more iterations it learns the noise blocks too (the IoU with the noisy target keeps rising while
 # the IoU with the clean mask falls back). Measured in the cpu profile (bear, 128 px, 300 iterations): the
-# noisy target has an IoU of 0.40 with the clean mask; the U-Net's output reaches 0.72 at iteration 63, then
-# falls to 0.45 at iteration 300 while its IoU with the noisy target rises from 0.35 to 0.79. Online
+# noisy target has an IoU of 0.40 with the clean mask; the U-Net's output reaches 0.72-0.86 at iteration 63
+# (1 or 2 threads), then falls to 0.45 at iteration 300 while its IoU with the noisy target rises from 0.35
+# to 0.79. Online
 # adaptation stops after a few hundred iterations (of a whole video, not of one frame) for this reason.
 #
 # ## 6. Online adaptation on a video
