@@ -312,7 +312,8 @@ if not SMOKE:
 # %% [markdown]
 # ## 7. Where does the tracker put the crop?
 # The training-time tracker, run along a video: a crop of the training size around the object in frame 0
-# (the centre of its first mask), tracked from each frame to the next. The dot is the true object centre.
+# (the centre of object 1's first mask), tracked from each frame to the next. The dot is the object's true
+# centre; the tracker never sees the masks.
 
 # %%
 synthetic = None if lab.davis is not None and not SMOKE else {
@@ -333,14 +334,14 @@ with torch.no_grad():
 # %%
 side = max(1, round(trained.method.config["patch"] * P.crop_size / 8))  # the training crop, in cells
 h_cells, w_cells = video_features.shape[-2:]
-ys, xs = np.nonzero(gt[0])
+ys, xs = np.nonzero(gt[0] == 1)  # object 1
 centre = torch.tensor([[ys.mean() / 8, xs.mean() / 8]], dtype=torch.float32)
 boxes = [box_around(centre, side, h_cells, w_cells)]
 for t in range(1, len(frames)):
     reference = crop_cells(video_features[t - 1: t], boxes[-1], side)
     boxes.append(box_around(track(reference, video_features[t: t + 1], trained.method.config["temperature"]), side,
                             h_cells, w_cells))
-truth = [np.argwhere(m > 0).mean(0) / 8 if (m > 0).any() else np.full(2, np.nan) for m in gt]
+truth = [np.argwhere(m == 1).mean(0) / 8 if (m == 1).any() else np.full(2, np.nan) for m in gt]
 error = [float(np.linalg.norm(b[0].numpy() + (side - 1) / 2 - c)) for b, c in zip(boxes, truth, strict=True)]
 times = np.linspace(0, len(frames) - 1, 4).round().astype(int)
 fig, axes = plt.subplots(1, 5, figsize=(13, 2.4))
@@ -376,9 +377,12 @@ others |= {f"{p.stem.split('-')[1]} (ch. 4)": p.stem.removesuffix(f"-{P.name}")
            for p in sorted(CHECKPOINT_DIR.glob(f"ch04-*-{P.name}.pt")) if "ablation" not in p.stem}
 for label, stem in others.items():
     other = CHECKPOINT_DIR / f"{stem}-{P.name}.pt"
+    if not other.exists():
+        print(f"{label}: no checkpoint {other.name} in {CHECKPOINT_DIR} (render that chapter first)")
+        continue
     try:
         table[label] = evaluate(build_encoder(str(other), lab.device), stem, checkpoint_key(other))
-    except (VosLabError, FileNotFoundError) as error:
+    except VosLabError as error:  # e.g. a method this version of vos_lab does not know
         print(f"{label}: skipped ({error})")
 table["ContrastCorr"] = evaluate(encoder, "contrastcorr", checkpoint_key(path))
 plots.score_bars(table, f"J&F on {len(ALL)} sequences of {dataset.root.name} ({P.name} profile)");
@@ -395,7 +399,8 @@ for label, value in table.items():
 # %%
 short = 2 if SMOKE else ABLATION_STEPS
 ABLATIONS = {"full": {}, "no inter": {"inter": 0.0, "consistency": 0.0, "sparsity": 0.0},
-             "no consistency": {"consistency": 0.0}, "no sparsity": {"sparsity": 0.0}, "no tracking": {"tracking": False}}
+             "no consistency": {"consistency": 0.0}, "no sparsity": {"sparsity": 0.0},
+             "no tracking": {"tracking": False}}
 BATCH_SIZES = [k for k in (1, 2, 4) if k < P.batch_size]  # and the profile's own, the "full" row
 ablations = {}
 for label, options in [*ABLATIONS.items(), *[(f"batch {k}", {}) for k in BATCH_SIZES]]:
@@ -422,16 +427,17 @@ for label, value in ablations.items():
 # MEASURED_RESULTS
 #
 # ## 11. What we changed and why
-# | the paper / the authors' code | here | why |
-# |---|---|---|
-# | reconstruct in the feature space of a frozen, pre-trained colour auto-encoder (UVC's), decode to Lab | copy per-cell Lab (L / 50 - 1, ab / 110) directly, L1 with a, b x 10 | no pre-trained part: everything is learned from scratch in minutes |
-# | the reference crop encoded as its own image | crop the reference frame's feature map | one encoder pass for both frames |
-# | ResNet-18, 256-px crops of 640-px frames, batch 16, 200 epochs (half warm-up) | the course's stride-8 trunk, cpu: width 32, 96-px crops of 192-px frames, batch 8, 800 steps (half warm-up) | CPU budget (gpu profile: wider trunk, 256-px frames) |
-# | raw dot products, temperature 1 | cpu: L2-normalised features, $\tau = 0.1$ (gpu: the paper's) | train in the test geometry (measured in chapter 2) |
-# | self-reconstruction and concentration terms in the code | left out | not in the paper's loss |
-# | inter-video reconstruction: only the consistency term in the code | both, each with a weight | the paper describes both; ablated |
-# | channel dropout of the input (the code's `dropout2d`) | the same, CorrFlow's `channel_dropout` | shared code |
-# | test: frame 0 + 7 previous frames, top-5 | the course's protocol: the same | one protocol for all chapters |
+# | | paper / authors' code | here | why |
+# |---|---|---|---|
+# | reconstruction space | UVC's frozen, pre-trained colour auto-encoder | cell Lab, L1, ab x 10 | nothing pre-trained |
+# | reference crop | encoded as its own image | cropped from the frame's feature map | one encoder pass |
+# | network, data | ResNet-18, 256 px of 640 px, batch 16 | our trunk; cpu: 96 px of 192 px, batch 8 | CPU budget |
+# | schedule | 200 epochs, half warm-up | cpu: 800 steps, half warm-up | CPU budget |
+# | affinity | raw dot products, temperature 1 | cpu: cosine, $\tau = 0.1$ (gpu: the paper's) | test geometry (ch. 2) |
+# | extra terms in the code | self-reconstruction, concentration | left out | not in the paper's loss |
+# | inter-video terms | the code: consistency + sparsity | inter, consistency, sparsity (weights) | ablated |
+# | input | channel dropout (`dropout2d`) | the same, CorrFlow's `channel_dropout` | shared code |
+# | test | frame 0 + 7 previous frames, top-5 | the course's protocol: the same | one protocol |
 #
 # ## Summary
 # - Patch-level tracking forms the training pairs: each reference cell's mean matched location over the
