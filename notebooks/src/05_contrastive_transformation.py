@@ -307,7 +307,7 @@ axes[1].set(title="How far the tracker moved the target crop", xlabel="step", yl
 w_after, _ = batch_affinity(trained.method, show_clips)
 own_after = draw_batch_affinity(w_after, videos, "Trained network: mass inside the own video")
 print(f"mean own-video mass: untrained {float(own_before.mean()):.3f}, trained {float(own_after.mean()):.3f}")
-if not SMOKE:
+if trained.step >= 100:  # a few steps (smoke) move nothing
     assert own_after.mean() > own_before.mean()
 
 # %% [markdown]
