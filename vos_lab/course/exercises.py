@@ -24,6 +24,7 @@ from vos_lab.colour import quantise_ab
 from vos_lab.data.davis import mask_to_ids
 from vos_lab.errors import VosLabError
 from vos_lab.methods.colourisation import channel_dropout
+from vos_lab.methods.contrastcorr import batch_pointer_weights
 from vos_lab.methods.mast import dropped_channel
 from vos_lab.methods.momentum import momentum_update
 from vos_lab.paths import chapters_dir
@@ -262,3 +263,25 @@ def check_momentum_update(fn: Callable) -> None:
             assert torch.equal(got, before), f"m={m}: the query's {name} changed; only the key follows"
         assert all(p.grad is None for p in key.parameters()), "no gradient: update under torch.no_grad()"
     print("momentum_update: correct")
+
+
+def check_inter_video_softmax(fn: Callable) -> None:
+    """Exercise 5.1: ContrastCorr's inter-video affinity, as `vos_lab.methods.contrastcorr.batch_pointer_weights`."""
+    generator = torch.Generator().manual_seed(0)
+    cases = [(torch.randn(b, 6, nq, generator=generator), torch.randn(b, 6, nk, generator=generator), t)
+             for b, nq, nk, t in ((3, 4, 5, 0.5), (2, 3, 3, 1.0), (4, 2, 6, 0.1), (1, 5, 4, 0.3))]
+    fn = _attempted(fn, 5, "inter_video_softmax", *cases[0])
+    for k, (queries, keys, temperature) in enumerate(cases):
+        b, _, nq = queries.shape
+        nk = keys.shape[2]
+        got, want = fn(queries.clone(), keys.clone(), temperature), batch_pointer_weights(queries, keys, temperature)
+        assert tuple(got.shape) == (b * nq, b * nk), \
+            f"case {k}: expected shape (B Nq, B Nk) = {(b * nq, b * nk)}, got {tuple(got.shape)}"
+        assert torch.allclose(got.sum(1), torch.ones(b * nq), atol=1e-5), \
+            f"case {k}: each row must be ONE softmax over the reference cells of all {b} videos (rows sum to 1)"
+        own = torch.stack([got[i * nq: (i + 1) * nq, i * nk: (i + 1) * nk].sum(1) for i in range(b)])
+        assert b == 1 or (own < 1 - 1e-4).any(), \
+            f"case {k}: all the mass stays in the own video: the other videos' keys are missing from the softmax"
+        assert torch.allclose(got, want, atol=1e-5), f"case {k}: the values differ: row i Nq + q is video i's " \
+            f"query q, column j Nk + r is video j's key r, scores q . k / temperature"
+    print("inter_video_softmax: correct")
