@@ -6,9 +6,11 @@ from vos_lab.errors import VosLabError
 from vos_lab.methods.base import Method
 from vos_lab.methods.colourisation import ColourisationMethod
 from vos_lab.methods.corrflow import CorrFlowMethod
+from vos_lab.methods.ino import InoMethod
 from vos_lab.methods.mast import MastMethod
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod, CorrFlowMethod, MastMethod)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod, CorrFlowMethod, MastMethod,
+                                                                InoMethod)}
 ALIASES = {"colorization": "colourisation"}  # other spellings accepted on the command line
 
 

@@ -173,6 +173,7 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
                 group["lr"] = learning_rate(method.config["lr"], method.config["lr_schedule"], step, config.steps)
             updating = True
             optimizer.step()
+            method.after_step(step)
             step += 1
             seconds += time.perf_counter() - start
             history.append({"step": step, "seconds": seconds, **logs})
