@@ -53,7 +53,8 @@ PROFILE_SIZES: dict[str, dict] = {
     "smoke": {"vit_width": 48, "depth": 2, "heads": 2, "block": 2, "drop_path": 0.0, "head_hidden": 64,
               "head_bottleneck": 32, "out_dim": 64, "global_size": 32, "local_size": 16, "local_crops": 1},
     "cpu": {"vit_width": 192, "depth": 4, "heads": 3, "block": 3, "drop_path": 0.0, "head_hidden": 512,
-            "head_bottleneck": 128, "out_dim": 1024, "global_size": 96, "local_size": 48, "local_crops": 2},
+            "head_bottleneck": 128, "out_dim": 1024, "global_size": 96, "local_size": 48, "local_crops": 2,
+            "test_stride": 16},
     "gpu": {},
 }
 
@@ -150,6 +151,7 @@ class InoMethod(Method):
         "in_generative": Option(True, "the in-generative loss (masked patch tokens)"),
         "affinity": Option(True, "the affinity-level inter-frame consistency loss"),
         "mixed_precision": Option(True, "bfloat16 autocast on a GPU (False: float32 throughout)"),
+        "test_stride": Option(8, "test-time feature stride: 8 = frames at full size, 16 = at half size", at_least=8),
     }
     space = "rgb"
     clip_length = 2
@@ -175,8 +177,8 @@ class InoMethod(Method):
                     f"vit_width {c['vit_width']} is not a multiple of heads {c['heads']}"
                     if c["vit_width"] % c["heads"] else "",
                     "mask_min > mask_max" if c["mask_min"] > c["mask_max"] else "",
-                    *(f"{key} {c[key]} is not a multiple of {PATCH}" for key in ("global_size", "local_size")
-                      if c[key] % PATCH),
+                    *(f"{key} {c[key]} is not a multiple of {PATCH}"
+                      for key in ("global_size", "local_size", "test_stride") if c[key] % PATCH),
                     "every loss is off" if not (c["out_generative"] or c["in_generative"] or c["affinity"]) else ""]
         if any(problems):
             raise VosLabError(f"ino: {'; '.join(p for p in problems if p)}")
@@ -266,7 +268,8 @@ class InoMethod(Method):
                    teacher_momentum(step, self.config["momentum_steps"], self.config["momentum"]))
 
     def frame_encoder(self, block: int | None = None) -> FrameEncoder:
-        """The teacher's patch tokens of `block` (default: the `block` option) as stride-8 features."""
+        """The teacher's patch tokens of `block` (default: the `block` option) as features of stride
+        `test_stride` (8: one token per 8x8 pixels of the frame)."""
         block = self.config["block"] if block is None else block
-        trunk = BlockFeatures(self.teacher["vit"], block)
-        return FrameEncoder(trunk, space=self.space, stride=PATCH, name=f"{self.name}-block{block}")
+        trunk = BlockFeatures(self.teacher["vit"], block, self.config["test_stride"])
+        return FrameEncoder(trunk, space=self.space, stride=trunk.stride, name=f"{self.name}-block{block}")
