@@ -51,7 +51,8 @@ CNN_OPTIONS = ("width", "multipliers", "embed_dim")  # what sizes the course's C
 # (width 384, 12 blocks, 6 heads) and the authors' heads and crops, the options' defaults.
 PROFILE_SIZES: dict[str, dict] = {
     "smoke": {"vit_width": 48, "depth": 2, "heads": 2, "block": 2, "drop_path": 0.0, "head_hidden": 64,
-              "head_bottleneck": 32, "out_dim": 64, "global_size": 32, "local_size": 16, "local_crops": 1},
+              "head_bottleneck": 32, "out_dim": 64, "global_size": 32, "local_size": 16, "local_crops": 1,
+              "test_stride": 16},
     "cpu": {"vit_width": 192, "depth": 4, "heads": 3, "block": 3, "drop_path": 0.0, "head_hidden": 512,
             "head_bottleneck": 128, "out_dim": 1024, "global_size": 96, "local_size": 48, "local_crops": 2,
             "test_stride": 16},
