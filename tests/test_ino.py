@@ -204,3 +204,11 @@ def test_block_with_a_cnn_checkpoint_and_cnn_options_for_ino(synthetic_root, tmp
     _expect_error(run_main(capsys, "train", "ino", "--profile", "smoke", "--out", tmp_path / "i.pt", "--option",
                            "block=5"), "block 5 > depth 2")
     assert not (tmp_path / "i.pt").exists()
+
+
+def test_bench_ino_step_reports_throughput():
+    from vos_lab.bench import bench_ino_step
+
+    figures = bench_ino_step("smoke", batch=1, steps=1, device="cpu", precisions=("float32",))["float32"]
+    assert figures["seconds_per_step"] > 0 and figures["peak_mib"] > 0 and math.isfinite(figures["loss"])
+    assert figures["frames"] == 2 and figures["views"] == 2 * (1 + PROFILE_SIZES["smoke"]["local_crops"])

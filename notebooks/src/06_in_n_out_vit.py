@@ -29,8 +29,8 @@ PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectu
 TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or folders of videos/frames, comma-separated,
 # relative to the course's working folder (else to the repository)
 CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
-CPU_STEPS = 400  # training steps of the main model in the cpu profile (gpu: the profile's; smoke: 2)
-ABLATION_STEPS = 150  # training steps of each ablation model (cpu/gpu profiles; smoke uses 2)
+CPU_STEPS = 200  # training steps of the main model in the cpu profile (gpu: the profile's; smoke: 2)
+ABLATION_STEPS = 60  # training steps of each ablation model (cpu/gpu profiles; smoke uses 2)
 
 # %% [markdown]
 # ## Setup
@@ -319,7 +319,7 @@ assert np.allclose([float(out), float(inside), float(consistency)],
 # 6 heads) on 224 px global and 64 px local views with the authors' heads (4096 logits); the cpu profile a tiny
 # ViT/8 (width 192, 4 blocks, 3 heads) on 96 px and 48 px views, one global and two local views per frame,
 # 1024 logits, for `CPU_STEPS` steps. From the command line:
-# `python -m vos_lab train ino --profile cpu --steps 400 --data ../shared/data/videos --out
+# `python -m vos_lab train ino --profile cpu --steps 200 --data ../shared/data/videos --out
 # checkpoints/ch06-ino-cpu.pt` (`--option in_generative=False` and so on for the ablations).
 
 # %%
