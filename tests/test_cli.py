@@ -157,13 +157,14 @@ def test_subprocess_error_has_no_traceback(tmp_path):
 # Each command's distinctive arguments, as its --help must show them.
 HELP = {
     "synthetic": ("--sequences", "--frames", "--objects", "--seed"),
-    "propagate": ("--davis", "--out", "--features", "--memory", "--roi", "--topk", "--radius", "--device"),
+    "propagate": ("--davis", "--out", "--features", "--memory", "--roi", "--topk", "--radius", "--device", "--block"),
     "evaluate": ("--davis", "--results", "--json", "--split"),
     "train": ("colourisation, corrflow, mast", "colorization", "--variant", "--steps", "--minutes", "--option", "--val",
               "--eval-every", "--replace"),
     "lectures": ("--profile", "--chapters", "--param", "--no-progress", "--notebooks"),
     "demo": ("--out", "--sequences", "--frames"),
-    "bench": ("{propagation,sampler,attention}", "--heights", "--references", "--features", "--davis"),
+    "bench": ("{propagation,sampler,attention,ino-step}", "--heights", "--references", "--features", "--davis",
+              "--batch", "--steps"),
 }
 
 
