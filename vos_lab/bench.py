@@ -311,7 +311,7 @@ def bench_ino_step(profile_name: str = "cpu", batch: int | None = None, steps: i
             print(f"{precision:>9}: not supported on {device} ({str(error).splitlines()[0]})")
             continue
         f = figures[precision]
-        print(f"{precision:>9}: {f['seconds_per_step']:7.3f} s/step  {f['frames'] / f['seconds_per_step']:8.1f} "
-              f"images/s  {f['views'] / f['seconds_per_step']:8.1f} views/s  peak {f['peak_mib']:8.1f} MiB  "
+        print(f"{precision:>9}: {f['seconds_per_step']:7.3f} s/step  {f['frames'] / f['seconds_per_step']:8.2f} "
+              f"images/s  {f['views'] / f['seconds_per_step']:8.2f} views/s  peak {f['peak_mib']:8.1f} MiB  "
               f"first loss {f['loss']:.3f}")
     return figures
