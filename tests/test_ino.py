@@ -149,10 +149,12 @@ def test_ema_moves_the_teacher_toward_the_student():
 
 
 def test_patch_tokens_have_stride_8_and_blocks_differ():
-    method = tiny().eval()
+    method = tiny(test_stride=8).eval()
     frame = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)
     features = {block: method.frame_encoder(block).encode(frame) for block in (1, 2)}
     assert features[1].shape == (1, 48, 13, 19), "ceil(100 / 8) x ceil(150 / 8) tokens of width 48"
+    half = tiny(test_stride=16).frame_encoder()
+    assert half.stride == 16 and half.encode(frame).shape == (1, 48, 7, 10), "the frame at half size"
     assert torch.allclose(features[2].norm(dim=1), torch.ones(1, 13, 19), atol=1e-5)
     assert not torch.allclose(features[1], features[2])
     assert method.frame_encoder().name == "ino-block2"
