@@ -158,14 +158,14 @@ def test_subprocess_error_has_no_traceback(tmp_path):
 HELP = {
     "synthetic": ("--sequences", "--frames", "--objects", "--seed"),
     "propagate": ("--davis", "--out", "--features", "--memory", "--roi", "--topk", "--radius", "--device",
-                  "--online-adapt", "--adapt-iters"),
+                  "--online-adapt", "--adapt-iters", "--block"),
     "evaluate": ("--davis", "--results", "--json", "--split"),
     "train": ("colourisation, corrflow, mast", "colorization", "--variant", "--steps", "--minutes", "--option", "--val",
               "--eval-every", "--replace"),
     "lectures": ("--profile", "--chapters", "--param", "--no-progress", "--notebooks"),
     "demo": ("--out", "--sequences", "--frames"),
-    "bench": ("{propagation,sampler,attention,adapt}", "--heights", "--references", "--features", "--davis",
-              "--adapt-iters"),
+    "bench": ("{propagation,sampler,attention,adapt,ino-step}", "--heights", "--references", "--features", "--davis",
+              "--adapt-iters", "--batch", "--steps"),
 }
 
 

@@ -319,9 +319,10 @@ WRONG_TYPE = {bool: "maybe", int: 1.5, float: "abc", str: 3, tuple: "x"}
 
 @pytest.mark.parametrize("name", METHODS)
 def test_every_option_of_every_method_refuses_another_type(name):
+    small = {key: value for key, value in SMALL.items() if key in METHODS[name].options}  # CNN sizes (not INO's)
     for key, default in METHODS[name].defaults.items():
         with pytest.raises(VosLabError, match=f"^{name} option {key}=.*: expected "):
-            METHODS[name](**{**SMALL, key: WRONG_TYPE[type(default)]})
+            METHODS[name](**{**small, key: WRONG_TYPE[type(default)]})
 
 
 def test_options_accept_their_spellings():

@@ -313,4 +313,58 @@ def bench_adapt(adapt, features: str, config: PropagationConfig, height: int = 4
     print(f"adaptation: {seconds:.1f} s ({figures['seconds_per_frame']:.3f} s/frame of the video, "
           f"{figures['seconds_per_iteration']:.3f} s/iteration including prediction), peak {figures['peak_mib']:.1f} "
           f"MiB; J&F propagated {scores['propagated']:.4f} -> adapted {scores['adapted']:.4f}")
+
+
+def _ino_steps(profile_name: str, batch: int | None, steps: int, device: str, precision: str
+               ) -> dict[str, float]:
+    """In a child process: INO training steps on random clips at the profile's sizes (`batch` clips, default the
+    profile's): seconds per step (after one untimed step, or that step when `steps` is 0), the peak memory of the
+    first step, its loss and the frames and views per step."""
+    from vos_lab.profiles import get_profile
+    from vos_lab.training.run import method_for_profile
+
+    profile = get_profile(profile_name)
+    torch.manual_seed(0)
+    method = method_for_profile("ino", profile, mixed_precision=precision == "bfloat16").to(device).train()
+    batch = batch or profile.batch_size
+    clips = np.random.default_rng(0).integers(0, 256, (batch, method.clip_length, profile.crop_size,
+                                                       profile.crop_size, 3), dtype=np.uint8)
+    optimizer = torch.optim.Adam(method.parameters(), lr=method.config["lr"])
+    autocast = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bfloat16"
+                else contextlib.nullcontext())
+
+    def step(index: int) -> float:
+        with autocast:
+            loss, _ = method.loss(method.prepare(clips, device), index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        method.after_step(index)
+        return loss.item()
+
+    loss, first, peak = _measure(device, step, 0)
+    _, seconds, _ = _measure(device, lambda: [step(i) for i in range(1, steps + 1)]) if steps else (0, first, 0)
+    views = method.config["global_crops"] + method.config["local_crops"]
+    return {"seconds_per_step": seconds / max(steps, 1), "peak_mib": peak / 2**20, "loss": loss,
+            "frames": batch * method.clip_length, "views": batch * method.clip_length * views}
+
+
+def bench_ino_step(profile_name: str = "cpu", batch: int | None = None, steps: int = 3, device: str = "auto",
+                   precisions: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
+    """Training throughput of INO (chapter 6): images (clip frames) and views per second of a training step,
+    float32 and bfloat16 autocast (mixed precision; on the CPU too when it runs there), each precision in a
+    fresh process; prints and returns the figures per precision."""
+    device = pick_device(device).type
+    precisions = precisions or ("float32", "bfloat16")
+    figures = {}
+    for precision in precisions:
+        try:
+            figures[precision] = _in_fresh_process(_ino_steps, profile_name, batch, steps, device, precision)
+        except RuntimeError as error:  # an autocast the device does not support
+            print(f"{precision:>9}: not supported on {device} ({str(error).splitlines()[0]})")
+            continue
+        f = figures[precision]
+        print(f"{precision:>9}: {f['seconds_per_step']:7.3f} s/step  {f['frames'] / f['seconds_per_step']:8.2f} "
+              f"images/s  {f['views'] / f['seconds_per_step']:8.2f} views/s  peak {f['peak_mib']:8.1f} MiB  "
+              f"first loss {f['loss']:.3f}")
     return figures

@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference frames: the protocol's, MAST's {0,5}+{t-1,t-3,t-5}, or the previous frame only")
     p.add_argument("--roi", action="store_true",
                    help="MAST's coarse-to-fine ROI for references more than 15 frames back")
+    p.add_argument("--block", type=int, help="a ViT checkpoint's block whose patch tokens are the features "
+                                             "(default: the checkpoint's `block` option)")
     _propagation_args(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     _adapt_args(p)
@@ -190,10 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=24)
 
     p = sub.add_parser("bench", help="benchmarks that print speed and memory figures")
-    p.add_argument("what", choices=("propagation", "sampler", "attention", "adapt"))
+    p.add_argument("what", choices=("propagation", "sampler", "attention", "adapt", "ino-step"))
     p.add_argument("--heights", default="120,240,360,480", help="attention: frame heights to measure (16:9)")
     p.add_argument("--references", type=int, default=1, help="attention: reference frames")
-    p.add_argument("--profile", default="gpu", help="sampler: whose batch size and crop to use")
+    p.add_argument("--profile", default="gpu", help="sampler, ino-step: whose batch size and crop to use")
+    p.add_argument("--batch", type=int, help="ino-step: clips per batch (default: the profile's)")
+    p.add_argument("--steps", type=int, default=3, help="ino-step: timed steps after the first (0: time the first)")
     p.add_argument("--features", default="random-resnet18",
                    help="propagation: lab, rgb, random-resnet18 (a random stride-8 CNN with 256-d output, standing "
                         "in for a learned encoder: the speed does not depend on the weights) or a checkpoint .pt")
@@ -234,7 +238,7 @@ def _propagate(args: argparse.Namespace) -> int:
     config, adapt = _config(args), _adapt_config(args)
     _check_output(args.out, folder=True)
     dataset = DavisDataset(args.davis, args.year, args.split)
-    encoder = build_encoder(args.features, pick_device(args.device))
+    encoder = build_encoder(args.features, pick_device(args.device), args.block)
     run = propagate_dataset(encoder, dataset, args.out, config, _names(args.sequences), adapt=adapt)
     adapted = f", online adaptation {adapt.iters} iterations at {adapt.size} px" if adapt else ""
     print(f"{run.frames} frames of {len(run.sequences)} sequences in {run.seconds:.1f} s "
@@ -363,6 +367,11 @@ def _bench(args: argparse.Namespace) -> int:
         adapt = AdaptConfig.from_profile(get_profile(args.profile), args.adapt_iters)
         bench_adapt(adapt, args.features, _config(args), args.height, args.width, args.frames, davis=args.davis,
                     sequence=args.sequence, split=args.split, device=args.device)
+        return 0
+    if args.what == "ino-step":
+        from vos_lab.bench import bench_ino_step
+
+        bench_ino_step(args.profile, args.batch, args.steps, args.device)
         return 0
     bench_propagation(args.features, _config(args), args.height, args.width, args.frames,
                       davis=args.davis, sequence=args.sequence, split=args.split, device=args.device)

@@ -15,14 +15,17 @@ from vos_lab.models.resnet import random_resnet18
 from vos_lab.training.checkpoints import load_encoder
 
 
-def build_encoder(name: str, device: torch.device | str = "cpu") -> FrameEncoder:
-    """A baseline by name (rgb, lab, random-resnet18) or a trained encoder from a checkpoint path."""
+def build_encoder(name: str, device: torch.device | str = "cpu", block: int | None = None) -> FrameEncoder:
+    """A baseline by name (rgb, lab, random-resnet18) or a trained encoder from a checkpoint path; `block`: the
+    transformer block of a ViT checkpoint (an error for the others)."""
+    if block is not None and name in BASELINES:
+        raise VosLabError(f"--block {block}: the {name} features have no transformer blocks (give a ViT checkpoint)")
     if name in ("rgb", "lab"):
         encoder = FrameEncoder(PixelPooling(8), space=name, name=name)
     elif name == "random-resnet18":
         encoder = FrameEncoder(random_resnet18(seed=0), space="rgb", name=name)
     elif Path(name).suffix in (".pt", ".pth") or Path(name).is_file():
-        encoder = load_encoder(Path(name))
+        encoder = load_encoder(Path(name), block)
     else:
         raise VosLabError(f"unknown features '{name}' (choose {', '.join(BASELINES)} or a checkpoint .pt file)")
     return encoder.to(device).eval()

@@ -25,6 +25,7 @@ from vos_lab.data.davis import mask_to_ids
 from vos_lab.errors import VosLabError
 from vos_lab.methods.colourisation import channel_dropout
 from vos_lab.methods.contrastcorr import batch_pointer_weights
+from vos_lab.methods.ino import in_generative_loss
 from vos_lab.methods.mast import dropped_channel
 from vos_lab.methods.momentum import momentum_update
 from vos_lab.paths import chapters_dir
@@ -285,3 +286,22 @@ def check_inter_video_softmax(fn: Callable) -> None:
         assert torch.allclose(got, want, atol=1e-5), f"case {k}: the values differ: row i Nq + q is video i's " \
             f"query q, column j Nk + r is video j's key r, scores q . k / temperature"
     print("inter_video_softmax: correct")
+
+
+def check_masked_token_loss(fn: Callable) -> None:
+    """Exercise 6.1: INO's in-generative loss, as `vos_lab.methods.ino.in_generative_loss` (one view per sample)."""
+    generator = torch.Generator().manual_seed(0)
+    teacher = torch.softmax(torch.randn(3, 10, 6, generator=generator) / 0.04, -1)
+    student = torch.randn(3, 10, 6, generator=generator)
+    mask = torch.rand(3, 10, generator=generator) < 0.4
+    fn = _attempted(fn, 6, "masked_token_loss", teacher, student, mask)
+    for name, m in (("a random mask", mask), ("one masked patch", torch.eye(3, 10, dtype=torch.bool)),
+                    ("no masked patch", torch.zeros(3, 10, dtype=torch.bool))):
+        got = torch.as_tensor(fn(teacher.clone(), student.clone(), m.clone()))
+        want = in_generative_loss(teacher[:, None, None], student[:, None, None], m)
+        assert got.shape == (), f"{name}: return one number (a 0-d tensor), got shape {tuple(got.shape)}"
+        hint = " (with no masked patch the loss is 0: divide by max(count, 1))" if not m.any() else \
+            " (cross-entropy -sum p_t log softmax(s / 0.1), averaged over the masked patches only)"
+        assert torch.allclose(got.float(), want, atol=1e-5), \
+            f"{name}: expected {float(want):.5f}, got {float(got):.5f}{hint}"
+    print("masked_token_loss: correct")

@@ -64,6 +64,12 @@ class Method(nn.Module):
         super().__init__()
         self.config = {"method": self.name, **self.defaults, **self.check_options(config)}
 
+    @classmethod
+    def profile_config(cls, profile) -> dict:
+        """The options a profile (`vos_lab.profiles.Profile`) sets: the CNN encoder's size and the schedule."""
+        return {"width": profile.encoder_width, "multipliers": profile.encoder_multipliers,
+                "embed_dim": profile.embed_dim, "lr_schedule": profile.lr_schedule}
+
     def make_encoder(self) -> ResNetStride8:
         channels = 1 if self.space == "gray" else 3
         return ResNetStride8(channels, width=self.config["width"], embed_dim=self.config["embed_dim"],

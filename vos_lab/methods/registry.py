@@ -7,11 +7,12 @@ from vos_lab.methods.base import Method
 from vos_lab.methods.colourisation import ColourisationMethod
 from vos_lab.methods.contrastcorr import ContrastCorrMethod
 from vos_lab.methods.corrflow import CorrFlowMethod
+from vos_lab.methods.ino import InoMethod
 from vos_lab.methods.mast import MastMethod
 from vos_lab.methods.momentum import MomentumMethod
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ColourisationMethod, CorrFlowMethod, MastMethod,
-                                                              MomentumMethod, ContrastCorrMethod)}
+                                                              MomentumMethod, ContrastCorrMethod, InoMethod)}
 ALIASES = {"colorization": "colourisation"}  # other spellings accepted on the command line
 
 

@@ -72,6 +72,13 @@ def load_method(path: Path, map_location: str | torch.device = "cpu"):
     return method.eval()
 
 
-def load_encoder(path: Path):
-    """The test-time FrameEncoder of a checkpoint (used by `propagate --features CKPT`)."""
-    return load_method(path).frame_encoder()
+def load_encoder(path: Path, block: int | None = None):
+    """The test-time FrameEncoder of a checkpoint (used by `propagate --features CKPT`); `block` chooses the
+    transformer block of a ViT (methods with a `block` option, INO), an error for the others."""
+    method = load_method(path)
+    if block is None:
+        return method.frame_encoder()
+    if "block" not in method.config:
+        raise VosLabError(f"--block {block}: {path} holds a {method.name} model, a CNN; --block chooses a "
+                          "transformer block of a ViT checkpoint (ino)")
+    return method.frame_encoder(block=block)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from vos_lab.data.clips import ClipSampler
@@ -16,11 +17,10 @@ from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, load_or_tr
 
 
 def method_for_profile(name: str, profile: Profile, **options):
-    """The method `name` sized by the profile (encoder width, embedding) with the profile's learning-rate
-    schedule and training pointer (`cosine_pointer`, for the methods that have the option), method options
-    on top."""
-    config = {"method": name, "width": profile.encoder_width, "multipliers": profile.encoder_multipliers,
-              "embed_dim": profile.embed_dim, "lr_schedule": profile.lr_schedule}
+    """The method `name` sized by the profile (`Method.profile_config`: a CNN's width and embedding, INO's ViT)
+    with the profile's learning-rate schedule and training pointer (`cosine_pointer`, for the methods that have
+    the option), method options on top."""
+    config = {"method": name, **METHODS.get(name, Method).profile_config(profile)}
     if profile.cosine_pointer and "cosine" in METHODS.get(name, Method).defaults:
         config |= {"cosine": True, "temperature": PropagationConfig().temperature}
     return build_method(config | options)
@@ -48,7 +48,8 @@ def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str
     `sources` (see `load_or_train`; `replace=False` refuses a checkpoint trained otherwise instead).
     `evaluate` (e.g. `vos_lab.evaluation.validation_jf`) runs every `eval_every` steps (default: the
     profile's; 0: only at the end) and its figures are kept in the checkpoint."""
-    method = method_for_profile(name, profile, **options)
+    run_profile = profile if steps is None else dataclasses.replace(profile, train_steps=steps)  # INO's momentum
+    method = method_for_profile(name, run_profile, **options)
     config = TrainConfig(steps=steps or profile.train_steps, batch_size=profile.batch_size,
                          minutes=profile.train_minutes if minutes is None else minutes, seed=seed,
                          eval_every=profile.eval_every if eval_every is None else eval_every,
