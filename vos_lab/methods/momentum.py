@@ -23,6 +23,7 @@ from torch import nn
 
 from vos_lab.errors import VosLabError
 from vos_lab.methods.mast import MastMethod, drop_ab_channel, reconstruction_loss
+from vos_lab.models.dino import ema_update
 from vos_lab.models.encoders import FrameEncoder
 from vos_lab.options import Option
 
@@ -43,12 +44,9 @@ def momentum_at(step: int, momentum: float, schedule: str) -> float:
     return min(momentum, (1 + step) / (10 + step))
 
 
-@torch.no_grad()
-def momentum_update(key: nn.Module, query: nn.Module, momentum: float) -> None:
-    """theta_k <- m theta_k + (1 - m) theta_q for every parameter (buffers, i.e. batch-norm statistics, are
-    the key encoder's own, as in MoCo)."""
-    for k, q in zip(key.parameters(), query.parameters(), strict=True):
-        k.mul_(momentum).add_(q.detach(), alpha=1.0 - momentum)
+# theta_k <- m theta_k + (1 - m) theta_q for every parameter (buffers, i.e. batch-norm statistics, stay the key
+# encoder's own, as in MoCo): the same moving average as DINO's teacher, one function for both.
+momentum_update = ema_update
 
 
 @torch.no_grad()

@@ -82,6 +82,7 @@ def teacher_momentum(step: int, steps: int, base: float = 0.996) -> float:
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """theta_teacher <- m theta_teacher + (1 - m) theta_student, parameter by parameter."""
+    """theta_teacher <- m theta_teacher + (1 - m) theta_student, parameter by parameter (buffers stay the
+    teacher's own): DINO's teacher and MoCo's / Zhu et al.'s momentum key encoder (`methods.momentum`)."""
     for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
         t.mul_(momentum).add_(s.detach(), alpha=1.0 - momentum)
