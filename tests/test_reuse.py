@@ -14,6 +14,7 @@ import torch
 from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.methods.colourisation import ColourisationMethod
 from vos_lab.paths import HOME_VAR, SOURCE_TREE
+from vos_lab.training import loop
 from vos_lab.training.checkpoints import load_checkpoint, save_checkpoint
 from vos_lab.training.loop import TrainConfig, load_or_train, train
 
@@ -35,16 +36,16 @@ def _sampler(videos) -> ClipSampler:
 
 
 def _interrupt_batch(monkeypatch, at: int, error: type[BaseException]) -> None:
-    """Make the sampler raise `error` when it is asked for the batch of step `at` (counted from 0)."""
-    batch, calls = ClipSampler.batch, []
+    """Make the clip loader raise `error` when it is asked for the batch of step `at` (counted from 0 in this run)."""
+    batches = loop.clip_batches
 
-    def interrupted(sampler, size):
-        calls.append(size)
-        if len(calls) == at + 1:
-            raise error("interrupted")
-        return batch(sampler, size)
+    def interrupted(*args, **kwargs):
+        for index, batch in enumerate(batches(*args, **kwargs)):
+            if index == at:
+                raise error("interrupted")
+            yield batch
 
-    monkeypatch.setattr(ClipSampler, "batch", interrupted)
+    monkeypatch.setattr(loop, "clip_batches", interrupted)
 
 
 # ------------------------------------------------------------------------------ checkpoints: keyed

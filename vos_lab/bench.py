@@ -313,6 +313,7 @@ def bench_adapt(adapt, features: str, config: PropagationConfig, height: int = 4
     print(f"adaptation: {seconds:.1f} s ({figures['seconds_per_frame']:.3f} s/frame of the video, "
           f"{figures['seconds_per_iteration']:.3f} s/iteration including prediction), peak {figures['peak_mib']:.1f} "
           f"MiB; J&F propagated {scores['propagated']:.4f} -> adapted {scores['adapted']:.4f}")
+    return figures
 
 
 def _ino_steps(profile_name: str, batch: int | None, steps: int, device: str, precision: str
