@@ -101,9 +101,8 @@ fig.suptitle("One frame in Lab");
 # nearest centre.
 
 # %%
-videos = load_training_videos(SOURCES, round(P.crop_size * 4 / 3), P, SEED,
-                              max_frames=P.synthetic_frames if P.name == "smoke" else None)
-sample = np.concatenate([v.frames[:: max(1, len(v.frames) // 8)].reshape(-1, 3) for v in videos])  # pixels
+videos = load_training_videos(SOURCES, round(P.crop_size * 4 / 3), P, SEED)  # as training reads them
+sample = np.concatenate([v.read(range(0, v.length, max(1, v.length // 8))).reshape(-1, 3) for v in videos])  # pixels
 centres = fit_ab_centres(sample, clusters=16, samples=20_000, seed=SEED)
 palette = lab_to_rgb(np.concatenate([np.full((16, 1), 65.0), centres], axis=1)[None])[0]
 fig, ax = plt.subplots(figsize=(4, 3.5))
@@ -278,7 +277,7 @@ sampler_start = step_sampler.state()  # the package's loop will draw the same cl
 torch.manual_seed(SEED)
 rng = np.random.default_rng(0)  # the loop's choice of frames for k-means
 picks = [step_sampler.videos[i % len(step_sampler.videos)] for i in range(64)]
-step_method.fit(np.stack([v.frames[rng.integers(len(v.frames)), : P.crop_size, : P.crop_size] for v in picks]))
+step_method.fit(np.stack([v.read([rng.integers(v.length)])[0, : P.crop_size, : P.crop_size] for v in picks]))
 optimizer = torch.optim.Adam(step_method.parameters(), lr=step_method.config["lr"])
 step_method.train()  # batch-norm on batch statistics, its running averages updated
 
