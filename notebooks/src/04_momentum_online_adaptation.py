@@ -25,8 +25,8 @@ DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/dav
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
 PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectures --set)
-TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or folders of videos/frames, comma-separated,
-# relative to the course's working folder (else to the repository)
+TRAIN_DATA = None  # None: the real clips the course's tables used when present ($VOS_LAB_DATA/videos, else
+# ../shared/data/videos), else "embedded" (synthetic + bundled clips); or folders of videos/frames, comma-separated
 CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
 SHOWCASE = "soccerball"  # the real sequence of section 6 (fast motion: propagation loses the ball)
 DIP_ITERS = 300  # iterations of the deep-image-prior demonstration (cpu/gpu; smoke uses 20)
@@ -59,10 +59,10 @@ from vos_lab.metrics import evaluate_sequence, region_similarity, summarize
 from vos_lab.propagation import PropagationConfig
 from vos_lab.training.run import train_from_profile
 
-lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str, SHOWCASE=str, DIP_ITERS=int)
+lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, SHOWCASE=str, DIP_ITERS=int)
 P = lab.profile
 SMOKE = P.name == "smoke"
-SOURCES = training_sources(TRAIN_DATA)
+SOURCES = training_sources(TRAIN_DATA, P)  # TRAIN_DATA None: see default_training_data
 CHECKPOINT_DIR = HOME / CHECKPOINTS
 RUNS = HOME / "runs" / "ch04" / P.name  # cached masks (git-ignored)
 ADAPT = AdaptConfig.from_profile(P, seed=SEED)  # the profile's online adaptation
@@ -169,12 +169,12 @@ print(f"after one step: |key - query| = {weight_distance(toy.key_encoder, toy.en
 # ## 3. Training (load-or-train)
 # A matching checkpoint in `CHECKPOINTS` is loaded; otherwise the method trains (resuming an interrupted run),
 # with the cpu profile's 800 steps of 8 pairs at 192 px, crop jitter and learning-rate decay, as MAST in
-# chapter 3. From the command line: `python -m vos_lab train momentum --profile cpu --minutes 10 --out
-# checkpoints/ch04-momentum-cpu.pt` (add `--data ../shared/data/videos` for the real clips). Chapter 3's MAST
+# chapter 3. From the command line: `python -m vos_lab train momentum --profile cpu --data ../shared/data/videos
+# --out checkpoints/ch04-momentum-cpu.pt` (`--data embedded` without the real clips). Chapter 3's MAST
 # (the same loss with one shared encoder) is loaded or trained the same way for the ablation of section 7.
 
 # %%
-budget = {"steps": 2, "minutes": None} if SMOKE else {"minutes": 10.0}
+budget = {"steps": 2} if SMOKE else {}  # cpu/gpu: the profile's steps (and minutes cap, if any)
 paths = {"momentum": CHECKPOINT_DIR / f"ch04-momentum-{P.name}.pt", "mast": CHECKPOINT_DIR / f"ch03-mast-{P.name}.pt"}
 momentum = train_from_profile("momentum", P, paths["momentum"], SOURCES, seed=SEED, device=DEVICE, **budget)
 mast = train_from_profile("mast", P, paths["mast"], SOURCES, seed=SEED, device=DEVICE, **budget)

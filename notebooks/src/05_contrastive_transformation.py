@@ -24,8 +24,8 @@ DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/dav
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
 PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectures --set)
-TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or folders of videos/frames, comma-separated,
-# relative to the course's working folder (else to the repository)
+TRAIN_DATA = None  # None: the real clips the course's tables used when present ($VOS_LAB_DATA/videos, else
+# ../shared/data/videos), else "embedded" (synthetic + bundled clips); or folders of videos/frames, comma-separated
 CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
 ABLATION_STEPS = 100  # training steps of each ablation model (cpu/gpu profiles; smoke uses 2)
 ABLATION_SEQUENCES = 2  # ablations are scored on the first this many evaluation sequences
@@ -65,10 +65,10 @@ from vos_lab.methods.contrastcorr import (
 from vos_lab.propagation import PropagationConfig
 from vos_lab.training.run import method_for_profile, profile_sampler, train_from_profile
 
-lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str, ABLATION_STEPS=int, ABLATION_SEQUENCES=int)
+lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, ABLATION_STEPS=int, ABLATION_SEQUENCES=int)
 P = lab.profile
 SMOKE = P.name == "smoke"
-SOURCES = training_sources(TRAIN_DATA)
+SOURCES = training_sources(TRAIN_DATA, P)  # TRAIN_DATA None: see default_training_data
 CHECKPOINT_DIR = HOME / CHECKPOINTS
 RUNS = HOME / "runs" / "ch05" / P.name  # cached propagation results (git-ignored)
 print(lab)

@@ -26,8 +26,8 @@ DATA_ROOT = None  # a DAVIS folder; None: $VOS_LAB_DATA, else ../shared/data/dav
 DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
 PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectures --set)
-TRAIN_DATA = "embedded"  # "embedded" (synthetic + bundled clips) or folders of videos/frames, comma-separated,
-# relative to the course's working folder (else to the repository)
+TRAIN_DATA = None  # None: the real clips the course's tables used when present ($VOS_LAB_DATA/videos, else
+# ../shared/data/videos), else "embedded" (synthetic + bundled clips); or folders of videos/frames, comma-separated
 CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
 CPU_STEPS = 200  # training steps of the main model in the cpu profile (gpu: the profile's; smoke: 2)
 ABLATION_STEPS = 60  # training steps of each ablation model (cpu/gpu profiles; smoke uses 2)
@@ -64,10 +64,10 @@ from vos_lab.models.dino import Centre, distillation_cross_entropy
 from vos_lab.propagation import PropagationConfig
 from vos_lab.training.run import method_for_profile, train_from_profile
 
-lab = setup(globals(), TRAIN_DATA=str, CHECKPOINTS=str, CPU_STEPS=int, ABLATION_STEPS=int)
+lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, CPU_STEPS=int, ABLATION_STEPS=int)
 P = lab.profile
 SMOKE = P.name == "smoke"
-SOURCES = training_sources(TRAIN_DATA)
+SOURCES = training_sources(TRAIN_DATA, P)  # TRAIN_DATA None: see default_training_data
 CHECKPOINT_DIR = HOME / CHECKPOINTS
 RUNS = HOME / "runs" / "ch06" / P.name  # cached propagation results
 print(lab)
