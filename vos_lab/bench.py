@@ -190,8 +190,9 @@ def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[st
     """Training input pipeline: clips per second read through the training loop's loader (`clip_batches`)
     with each number of worker processes (timed after a first batch, which includes starting the workers), and
     seconds per batch for preparing inputs and Lab targets on the training device (the GPU when there is one,
-    as in training). Embedded data is in memory; a folder is read on demand, as in training."""
-    from vos_lab.data.clips import clip_batches
+    as in training). Data is held in memory when it fits the profile's `clips_in_memory_mib`, else read on
+    demand, as in training."""
+    from vos_lab.data.clips import Video, clip_batches
     from vos_lab.profiles import get_profile
     from vos_lab.training.run import method_for_profile, profile_sampler
 
@@ -213,8 +214,9 @@ def bench_sampler(profile_name: str = "gpu", batches: int = 20, sources: list[st
     if device.type == "cuda":
         torch.cuda.synchronize()
     figures["prepare_s"] = (time.perf_counter() - start) / batches
+    held = "held in memory" if all(isinstance(v, Video) for v in sampler.videos) else "read on demand"
     print(f"profile {profile.name}: batch {profile.batch_size} x {method.clip_length} frames of {profile.crop_size}px "
-          f"from {', '.join(sources or ['embedded'])} ({os.cpu_count()} CPUs):")
+          f"from {', '.join(sources or ['embedded'])}, {held} ({os.cpu_count()} CPUs):")
     for count in workers:
         print(f"  {count} workers: {figures[f'clips_per_s_{count}_workers']:.0f} clips/s")
     print(f"  Lab + inputs: {figures['prepare_s'] * 1000:.1f} ms per batch ({device.type})")
