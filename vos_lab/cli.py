@@ -191,6 +191,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", type=int, default=4)
     p.add_argument("--frames", type=int, default=24)
 
+    p = sub.add_parser("benchmark", help="every baseline and trained method under one protocol: J&F, speed, memory")
+    p.add_argument("--profile", default=None,
+                   help="whose checkpoints (ch03-mast-<profile>.pt ...): smoke, cpu or gpu (default: $VOS_LAB_PROFILE, "
+                        "else cpu)")
+    p.add_argument("--methods", help="comma-separated (default: the baselines and every trained method whose "
+                                     "checkpoint is present)")
+    p.add_argument("--davis", type=Path,
+                   help="DAVIS root (default: $VOS_LAB_DATA's, else ../shared/data/davis2016-dev)")
+    p.add_argument("--split", help="split list in ImageSets (default: val, else train)")
+    p.add_argument("--sequences", help="comma-separated subset of the split (default: all)")
+    p.add_argument("--frames", type=int, help="the first N frames of each sequence (default: all)")
+    p.add_argument("--checkpoints", type=Path,
+                   help="folder of the trained checkpoints (default: $VOS_LAB_ZOO, else the course's zoo/<profile> "
+                        "when present, else its checkpoints/)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder: <method>/<seq>/<frame>.png, benchmark.csv, per_sequence.csv, benchmark.json")
+
     p = sub.add_parser("bench", help="benchmarks that print speed and memory figures")
     p.add_argument("what", choices=("propagation", "sampler", "attention", "adapt", "ino-step"))
     p.add_argument("--heights", default="120,240,360,480", help="attention: frame heights to measure (16:9)")
@@ -341,6 +359,19 @@ def _demo(args: argparse.Namespace) -> int:
     for name, (row, seconds) in rows.items():
         print(f"  {name:>16}: J&F {row['J&F-Mean']:.3f}  J {row['J-Mean']:.3f}  F {row['F-Mean']:.3f}  "
               f"{seconds:.3f} s/frame")
+    return 0
+
+
+@command("benchmark")
+def _benchmark(args: argparse.Namespace) -> int:
+    from vos_lab.benchmark import PER_SEQUENCE, RESULTS, TABLE, run_benchmark
+
+    _check_output(args.out, folder=True)
+    result = run_benchmark(args.out, args.profile, _names(args.methods), args.davis, args.split,
+                           _names(args.sequences), args.frames, args.checkpoints, args.device)
+    print(result.text())
+    print("wrote " + ", ".join(str(args.out / name) for name in (TABLE, PER_SEQUENCE, RESULTS)) +
+          f" and the masks in {args.out}/<method>/")
     return 0
 
 

@@ -244,15 +244,20 @@ def checkpoint_key(path: Path) -> dict:
     return {"sha256": file_digest(path), "step": load_checkpoint(path)["step"]}
 
 
+def prediction_key(key: dict, dataset: DavisDataset, config: PropagationConfig, sequence: DavisSequence) -> dict:
+    """What one sequence's propagated masks depend on: `key` (the features), the dataset, the protocol (every
+    field of `config`), the sequence and its frames."""
+    return {**key, "dataset": str(dataset.root), "protocol": dataclasses.asdict(config), "sequence": sequence.name,
+            "frames": list(sequence.frame_names)}
+
+
 def cached_predictions(encoder: FrameEncoder, dataset: DavisDataset, out: Path, config: PropagationConfig,
                        names: list[str], key: dict, progress: bool = True) -> None:
     """The propagated masks of the sequences `names` in `out/<sequence>/` (submission layout), reused only
     when their manifest (`vos_lab.cache`) holds the same `key` (the features: e.g. `checkpoint_key`), dataset,
     protocol (every field of `config`) and frames; else propagated again."""
     for sequence in dataset.sequences(names):
-        key_of_sequence = {**key, "dataset": str(dataset.root), "protocol": dataclasses.asdict(config),
-                           "sequence": sequence.name, "frames": list(sequence.frame_names)}
-        reuse_or_compute(out / sequence.name, key_of_sequence,
+        reuse_or_compute(out / sequence.name, prediction_key(key, dataset, config, sequence),
                          functools.partial(propagate_dataset, encoder, dataset, out, config, [sequence.name], progress))
 
 
