@@ -111,6 +111,9 @@ def test_a_changed_checkpoint_recomputes_that_method_only(data, zoo, tmp_path, m
     changed = sorted(p.parent.parent.name for p, t in before.items() if p.stat().st_mtime_ns != t)
     assert changed == ["mast", "mast"]
     assert "recomputing cached results (features.sha256" in capsys.readouterr().out
+    assert benchmark.read_benchmark(out).changed_checkpoints() == []
+    _train("mast", folder / "ch03-mast-smoke.pt", seed=2)  # retrained after the benchmark
+    assert benchmark.read_benchmark(out).changed_checkpoints() == ["mast"]
 
 
 @pytest.mark.parametrize("methods, message", [("lab,nope", "unknown method(s) nope"),

@@ -114,6 +114,18 @@ def test_static_figure_has_one_row_per_pixel_with_titles():
     plt.close(fig)
 
 
+def test_static_figure_can_draw_every_encoder():
+    """Chapter 7: one row per encoder for the same pixel, not only the chosen one and the one compared."""
+    images, masks, features = _toy()
+    named = {"a": features, "b": features.flip(0), "c": features.roll(1, -1)}
+    explorer = AffinityExplorer(images, masks, features=named, stride=8, context=1)
+    fig = explorer.static_figure([(3, 3)], encoders=list(named))
+    assert [row[0].get_ylabel() for row in np.reshape(fig.axes, (3, -1))] == ["a", "b", "c"]
+    plt.close(fig)
+    with pytest.raises(VosLabError, match="unknown encoder"):
+        explorer.static_figure([(3, 3)], encoders=["a", "d"])
+
+
 def test_bad_arguments_are_clear_errors():
     images, masks, features = _toy()
     with pytest.raises(VosLabError, match="either features or an encoder"):

@@ -10,13 +10,16 @@ Each (method, sequence) is a cached result (`vos_lab.cache`): its folder's manif
 checkpoint's content hash and step, or the baseline's name), the data, the protocol, the frames and the device,
 and `measures.json` beside the masks holds the propagation's seconds, its peak memory and the per-frame J and F
 of every object, so a re-run computes only what is missing or stale and reports the rest without recomputing.
-Peak memory is measured in this process, per sequence, above the memory in use when the sequence starts: the
-resident set (Linux `VmHWM`, as `vos_lab.bench`) and, on a GPU, the CUDA allocator's peak.
+Peak memory is measured in this process, per sequence, above the memory in use when the sequence starts (after
+the C allocator has returned its free memory to the system, so no method re-uses another's freed buffers): the
+resident set (Linux `VmHWM`, as `vos_lab.bench`) and, on a GPU, the CUDA allocator's peak. A method's figure is
+the largest of its sequences'; the first method measured also pays one-time costs (thread pools, libraries).
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import json
 import math
@@ -34,6 +37,7 @@ from vos_lab.bench import _peak_since, _reset_peak
 from vos_lab.cache import reuse_or_compute, stale_reason
 from vos_lab.course.notebook import checkpoint_key, find_davis, prediction_key
 from vos_lab.data.davis import DavisDataset, DavisSequence
+from vos_lab.data.download import file_digest
 from vos_lab.device import pick_device
 from vos_lab.errors import VosLabError
 from vos_lab.evaluation import predict_sequence, read_results, write_sequence
@@ -68,9 +72,9 @@ def checkpoint_folder(profile: str, given: str | Path | None = None) -> Path:
     """Where the trained methods' checkpoints are: `given`, else the model zoo ($VOS_LAB_ZOO, else
     `course_home()/zoo/<profile>` when it exists), else the chapters' `course_home()/checkpoints`."""
     if given not in (None, ""):
-        return Path(given).expanduser()
+        return Path(given).expanduser().resolve()
     if os.environ.get(ZOO_VAR):
-        return Path(os.environ[ZOO_VAR]).expanduser()
+        return Path(os.environ[ZOO_VAR]).expanduser().resolve()
     zoo = course_home() / "zoo" / profile
     return zoo if zoo.is_dir() else course_home() / "checkpoints"
 
@@ -155,14 +159,35 @@ class Benchmark:
             table.setdefault(row["method"], {})[row["sequence"]] = row["J&F-Mean"]
         return table
 
+    def changed_checkpoints(self) -> list[str]:
+        """The trained methods whose checkpoint has changed (or gone) since they were benchmarked."""
+        return [row["method"] for row in self.rows if row["sha256"] and (
+            not Path(row["checkpoint"]).is_file() or file_digest(Path(row["checkpoint"])) != row["sha256"])]
+
+    def _peak_name(self) -> str:
+        return "peak CUDA MiB" if self.setup["device"] == "cuda" else "peak RSS MiB"
+
+    def _peak(self, row: dict) -> float | None:
+        """The peak shown: the CUDA allocator's on a GPU, else the resident set's."""
+        return row["peak_cuda_mib"] if self.setup["device"] == "cuda" else row["peak_cpu_mib"]
+
+    def markdown(self) -> str:
+        """The table as Markdown: the toolkit's global row, seconds per frame and peak MiB of each method."""
+        head = ["method", *GLOBAL_COLUMNS, "s/frame", self._peak_name()]
+        lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        for row in self.rows:
+            cells = [row["method"], *(f"{row[c]:.3f}" for c in GLOBAL_COLUMNS), f"{row['seconds_per_frame']:.3f}",
+                     _mib_text(self._peak(row))]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
     def text(self) -> str:
         """The table as aligned text: J&F, J and F means, seconds per frame and peak memory per method."""
         width = max(len(row["method"]) for row in self.rows)
-        lines = [f"{'method':>{width}}  J&F-Mean  J-Mean  F-Mean  s/frame  peak MiB"]
+        lines = [f"{'method':>{width}}  J&F-Mean  J-Mean  F-Mean  s/frame  {self._peak_name()}"]
         for row in self.rows:
-            peak = row["peak_cuda_mib"] if row["peak_cuda_mib"] is not None else row["peak_cpu_mib"]
             lines.append(f"{row['method']:>{width}}  {row['J&F-Mean']:8.3f}  {row['J-Mean']:6.3f}  {row['F-Mean']:6.3f}"
-                         f"  {row['seconds_per_frame']:7.3f}  {_mib_text(peak):>8}")
+                         f"  {row['seconds_per_frame']:7.3f}  {_mib_text(self._peak(row)):>8}")
         return "\n".join(lines)
 
 
@@ -170,9 +195,19 @@ def _mib_text(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
+def _release_free_memory() -> None:
+    """Return the C allocator's free memory to the system (glibc `malloc_trim`), so that buffers freed by an
+    earlier method are not silently re-used and every method's peak counts what it allocates itself."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the peak may then miss re-used memory
+        pass
+
+
 def _peaks_reset(device: torch.device) -> dict[str, int | None]:
     """Reset the peak counters: the resident set (None where /proc cannot reset it) and CUDA's on a GPU."""
     before: dict[str, int | None] = {"cpu": None, "cuda": None}
+    _release_free_memory()
     try:
         before["cpu"] = _reset_peak("cpu")
     except OSError:

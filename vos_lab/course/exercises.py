@@ -21,6 +21,7 @@ import torch
 
 from vos_lab.attention import neighbourhood_mask
 from vos_lab.colour import quantise_ab
+from vos_lab.course.notebook import pareto_front
 from vos_lab.data.davis import mask_to_ids
 from vos_lab.errors import VosLabError
 from vos_lab.methods.colourisation import channel_dropout
@@ -305,3 +306,24 @@ def check_masked_token_loss(fn: Callable) -> None:
         assert torch.allclose(got.float(), want, atol=1e-5), \
             f"{name}: expected {float(want):.5f}, got {float(got):.5f}{hint}"
     print("masked_token_loss: correct")
+
+
+def check_pareto_front(fn: Callable) -> None:
+    """Exercise 7.1: the methods on the J&F-against-cost Pareto front, as `vos_lab.course.notebook.pareto_front`."""
+    rng = np.random.default_rng(0)
+    names = [f"m{i}" for i in range(8)]
+    cases = {
+        "random methods": ({n: float(c) for n, c in zip(names, rng.uniform(0.01, 2, 8), strict=True)},
+                           {n: float(s) for n, s in zip(names, rng.uniform(0.2, 0.8, 8), strict=True)}),
+        "one method": ({"lab": 0.1}, {"lab": 0.6}),
+        "a tie in cost": ({"a": 0.1, "b": 0.1, "c": 0.5}, {"a": 0.5, "b": 0.6, "c": 0.7}),
+        "a tie in J&F": ({"a": 0.1, "b": 0.3, "c": 0.5}, {"a": 0.6, "b": 0.6, "c": 0.7}),
+        "two identical methods": ({"a": 0.2, "b": 0.2}, {"a": 0.5, "b": 0.5}),
+    }
+    fn = _attempted(fn, 7, "pareto_front", *cases["one method"])
+    for name, (cost, score) in cases.items():
+        got, want = list(fn(dict(cost), dict(score))), pareto_front(cost, score)
+        assert set(got) == set(want), f"{name}: expected the front {want}, got {got} (a method is on the front " \
+            "unless another is at most as costly and at least as good, and strictly better in one)"
+        assert got == want, f"{name}: the right methods, in the wrong order: cheapest first, got {got}"
+    print("pareto_front: correct")

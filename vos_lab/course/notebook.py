@@ -273,6 +273,16 @@ def score_table(scores: dict[str, float], baseline: str | None = None, title: st
     return "\n".join(lines + [f"best in this run: {best}"])
 
 
+def pareto_front(cost: dict[str, float], score: dict[str, float]) -> list[str]:
+    """The methods that no other method beats on both counts (chapter 7: J&F against seconds per frame): none
+    is at most as costly and at least as good, and strictly one of the two. Cheapest first."""
+    def beaten(m: str) -> bool:
+        return any(cost[o] <= cost[m] and score[o] >= score[m] and (cost[o] < cost[m] or score[o] > score[m])
+                   for o in cost)
+
+    return sorted((m for m in cost if not beaten(m)), key=lambda m: (cost[m], -score[m], m))
+
+
 def changes_table(rows: list[tuple[str, str, str, str]]) -> str:
     """A chapter's "what we changed and why" table: rows of (what, the papers or their code, the course, why)
     -> a Markdown table, shown as a table in the notebook (`show_markdown`)."""

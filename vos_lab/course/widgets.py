@@ -259,13 +259,17 @@ class AffinityExplorer:
         fig.set_size_inches(inches * columns, 0.87 * inches * rows + 0.6, forward=True)
         return [list(row) for row in fig.subplots(rows, columns, squeeze=False)]
 
-    def static_figure(self, pixels: Sequence[tuple[int, int]] | None = None):
-        """The explorer's panels for preset pixels (default: `preset_pixels()`), one row per pixel and shown
-        encoder, for rendered lectures."""
+    def static_figure(self, pixels: Sequence[tuple[int, int]] | None = None, encoders: Sequence[str] | None = None):
+        """The explorer's panels for preset pixels (default: `preset_pixels()`), one row per pixel and encoder
+        (default: the shown ones; chapter 7 draws all of them), for rendered lectures."""
         pixels = self.preset_pixels() if pixels is None else pixels
+        encoders = self.shown if encoders is None else list(encoders)
+        unknown = [name for name in encoders if name not in self.sources]
+        if unknown:
+            raise VosLabError(f"unknown encoder(s) {', '.join(unknown)} (have {', '.join(self.sources)})")
         fig = plt.figure()
-        rows = self._grid(fig, len(pixels) * len(self.shown))
-        for i, (pixel, encoder) in enumerate((p, e) for p in pixels for e in self.shown):
+        rows = self._grid(fig, len(pixels) * len(encoders))
+        for i, (pixel, encoder) in enumerate((p, e) for p in pixels for e in encoders):
             self._draw_row(rows[i], pixel, encoder, f"preset pixel {tuple(pixel)}")
         fig.suptitle(f"Affinity explorer: where pixels of frame {self.target} point ({self._settings()}); "
                      "circles = top-k, size = weight")
