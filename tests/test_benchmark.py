@@ -77,6 +77,9 @@ def test_files_agree_with_evaluate(data, zoo, tmp_path, capsys):
     read = benchmark.read_benchmark(out)
     assert read.column("J&F-Mean") == {m: r["J&F-Mean"] for m, r in rows.items()}
     assert set(read.sequence_jf()["mast"]) == {"synth-000", "synth-001"}
+    moved = shutil.move(out, tmp_path / "moved")
+    assert benchmark.read_benchmark(moved).setup["out"] == str(moved)  # its masks are read from where it is now
+    assert benchmark.read_benchmark(tmp_path / "nothing") is None
 
 
 def test_a_rerun_computes_nothing(data, zoo, tmp_path, monkeypatch, capsys):

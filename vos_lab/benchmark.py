@@ -291,7 +291,7 @@ def run_benchmark(out: str | Path, profile: str | None = None, methods: list[str
     videos = dataset.sequences(sequences)
     run_device = pick_device(device)
     config = PropagationConfig()
-    out = Path(out)
+    out = Path(out).expanduser().resolve()
     folders = {(m, s.name): out / m / s.name for m in chosen for s in videos}
     full_keys = {(m, s.name): {**prediction_key(keys[m], dataset, config, s), "device": run_device.type}
                  for m in chosen for s in videos}
@@ -299,23 +299,23 @@ def run_benchmark(out: str | Path, profile: str | None = None, methods: list[str
     out.mkdir(parents=True, exist_ok=True)
     say(f"benchmark of {len(chosen)} methods on {len(videos)} sequences of {dataset.root} ({dataset.split}): "
         f"{len(missing)} of {len(folders)} (method, sequence) results to compute, the others cached in {out}")
-    encoders: dict = {}
+    encoder, loaded = None, None  # one method's network in memory at a time
     with tqdm(total=sum(len(s) for _, s in missing), unit="frame", desc="benchmark", disable=not progress) as bar:
         for method, sequence in missing:
             bar.set_postfix_str(f"{method}: {sequence.name}")
-            if method not in encoders:
-                encoders.clear()  # one method's network in memory at a time
-                encoders[method] = build_encoder(str(chosen[method] or method), run_device)
+            if loaded != method:
+                encoder = None  # freed before the next one is loaded
+                encoder, loaded = build_encoder(str(chosen[method] or method), run_device), method
             target = folders[method, sequence.name]
 
-            def compute(method=method, sequence=sequence, target=target) -> None:
-                measures = _measure_sequence(encoders[method], sequence, config, target, bar)
-                measures["objects"] = _scores(sequence, out / method)
+            def compute(encoder=encoder, sequence=sequence, target=target) -> None:
+                measures = _measure_sequence(encoder, sequence, config, target, bar)
+                measures["objects"] = _scores(sequence, target.parent)
                 with atomic_path(target / MEASURES) as tmp:
                     tmp.write_text(json.dumps(measures) + "\n")
 
             reuse_or_compute(target, full_keys[method, sequence.name], compute, say)
-    encoders.clear()
+    del encoder
     benchmark = _collect(out, chosen, keys, videos, dataset, config, profile_name, folder, run_device)
     _write(out, benchmark)
     return benchmark
@@ -370,6 +370,6 @@ def read_benchmark(out: str | Path) -> Benchmark | None:
         payload = json.loads(path.read_text())
         rows = [{k: float("nan") if v is None and k in GLOBAL_COLUMNS else v for k, v in row.items()}
                 for row in payload["methods"]]
-        return Benchmark(rows, payload["per_sequence"], payload["setup"])
+        return Benchmark(rows, payload["per_sequence"], {**payload["setup"], "out": str(path.parent)})
     except (ValueError, KeyError, TypeError) as error:
         raise VosLabError(f"{path}: not a benchmark's results ({type(error).__name__})") from None
