@@ -203,7 +203,12 @@ ax.legend(fontsize=8)
 print("on the front, cheapest first:", ", ".join(front))
 
 # %% [markdown]
-# ## 6. Our numbers beside the published ones
+# ## Ablations
+# *The ablation widget comes here: pick a method, toggle its components and the protocol's settings, and see
+# J&F and the masks change.*
+
+# %% [markdown]
+# ## Our numbers beside the published ones
 # The papers report J&F on the 30 videos of DAVIS-2017 val (several objects per video), after training for hours
 # or days on large video collections at their own resolutions; the numbers below are theirs as
 # `COURSE.md` quotes them (in %). Ours come from this run: other data, a budget of minutes on a CPU (or an hour
@@ -241,7 +246,8 @@ lines += ["| CRW (reference, not in the course) | 67.6 | Kinetics; ResNet-18 | -
 show_markdown("\n".join(lines))
 
 # %% [markdown]
-# What differs between their numbers and ours, for every method at once:
+# ## What we changed and why
+# What differs between the papers' numbers and ours, for every method at once:
 
 # %%
 show_markdown(changes_table([
@@ -258,11 +264,6 @@ show_markdown(changes_table([
     ("read-out", "each paper's own (e.g. CorrFlow: previous frame, hard labels)", "one protocol for all (chapter 1)",
      "so the table compares features, not read-outs"),
 ]))
-
-# %% [markdown]
-# ## Ablations
-# *The ablation widget comes here: pick a method, toggle its components and the protocol's settings, and see
-# J&F and the masks change.*
 
 # %% [markdown]
 # ## Summary
