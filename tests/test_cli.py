@@ -164,6 +164,8 @@ HELP = {
               "--eval-every", "--replace"),
     "lectures": ("--profile", "--chapters", "--param", "--no-progress", "--notebooks"),
     "demo": ("--out", "--sequences", "--frames"),
+    "benchmark": ("--profile", "--methods", "--davis", "--split", "--sequences", "--frames", "--checkpoints",
+                  "--device", "--out", "benchmark.csv", "per_sequence.csv", "benchmark.json"),
     "bench": ("{propagation,sampler,attention,adapt,ino-step}", "--heights", "--references", "--features", "--davis",
               "--adapt-iters", "--batch", "--steps"),
 }
