@@ -8,10 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import write_davis2017
 
 from vos_lab import benchmark
 from vos_lab.cli import main
 from vos_lab.data.synthetic import write_synthetic_davis
+from vos_lab.errors import VosLabError
 from vos_lab.profiles import get_profile
 from vos_lab.training.run import train_from_profile
 
@@ -152,3 +154,16 @@ def test_checkpoint_folder_default(tmp_path, monkeypatch):
     monkeypatch.setenv(benchmark.ZOO_VAR, str(tmp_path / "elsewhere"))
     assert benchmark.checkpoint_folder("cpu") == tmp_path / "elsewhere"
     assert benchmark.checkpoint_folder("cpu", tmp_path / "given") == tmp_path / "given"
+
+
+def test_the_split_is_val_else_train(tmp_path):
+
+    root = write_davis2017(tmp_path / "davis", frames=4)
+    assert benchmark.open_dataset(root).split == "val"
+    (root / "ImageSets" / "2017" / "val.txt").rename(root / "ImageSets" / "2017" / "train.txt")  # as the dev copy
+    dataset = benchmark.open_dataset(root, frames=3)
+    assert dataset.split == "train" and len(dataset.sequence("seq")) == 3
+    with pytest.raises(VosLabError, match="split 'val' not found"):
+        benchmark.open_dataset(root, "val")
+    with pytest.raises(VosLabError, match="--frames must be at least 3"):
+        benchmark.open_dataset(root, frames=2)
