@@ -86,9 +86,9 @@ else:
         data = {"davis": RUNS / "synthetic", "split": None, "sequences": None, "frames": None}
     result = run_benchmark(RUNS, P.name, checkpoints=CHECKPOINTS, device=lab.device.type, progress=not SMOKE, **data)
 assert read_benchmark(result.setup["out"]).column("J&F-Mean") == result.column("J&F-Mean")  # = the files' numbers
-METHODS = [row["method"] for row in result.rows]
+methods = [row["method"] for row in result.rows]
 setting = result.setup
-print(f"{len(METHODS)} methods on {len(setting['sequences'])} sequence(s) of {setting['davis']} ({setting['split']}),"
+print(f"{len(methods)} methods on {len(setting['sequences'])} sequence(s) of {setting['davis']} ({setting['split']}),"
       f" frames: {setting['frames'] or 'all'}; device {setting['device']}")
 show_markdown(result.markdown())
 
@@ -107,10 +107,10 @@ print(score_table(result.column("J&F-Mean"), baseline="lab"))
 # %%
 per_sequence = result.sequence_jf()
 names = setting["sequences"]
-colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(METHODS), 2)))
+colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
 fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2.5), 3.4))
-width = 0.8 / len(METHODS)
-for i, method in enumerate(METHODS):
+width = 0.8 / len(methods)
+for i, method in enumerate(methods):
     ax.bar(np.arange(len(names)) - 0.4 + (i + 0.5) * width, [per_sequence[method][n] for n in names], width,
            label=method, color=colours[i])
 ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
@@ -124,7 +124,7 @@ ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0));
 # occlusion, where errors of one frame are copied into the next. Each row is one method, on the same frames.
 
 # %%
-mean_jf = {n: float(np.mean([per_sequence[m][n] for m in METHODS])) for n in names}
+mean_jf = {n: float(np.mean([per_sequence[m][n] for m in methods])) for n in names}
 easy, hard = max(mean_jf, key=mean_jf.get), min(mean_jf, key=mean_jf.get)
 print({n: round(v, 3) for n, v in sorted(mean_jf.items(), key=lambda item: -item[1])})
 dataset = DavisDataset(setting["davis"], split=setting["split"], max_frames=setting["frames"])
@@ -133,7 +133,7 @@ for name, label in ({easy: "easiest"} | {hard: "hardest" if hard != easy else "t
     sequence = dataset.sequence(name)
     times = [int(t) for t in np.linspace(1, len(sequence) - 1, 4).round()]
     gt = sequence.masks()[0]
-    rows = {"ground truth": gt, **{m: read_results(f"{out}/{m}", sequence) for m in METHODS}}
+    rows = {"ground truth": gt, **{m: read_results(f"{out}/{m}", sequence) for m in methods}}
     frames = {t: sequence.frame(t) for t in times}
     plots.masks_over_time(frames, rows, times, title=f"{label} sequence: {name} (mean J&F {mean_jf[name]:.3f})");
 
@@ -193,7 +193,7 @@ except NotImplementedError:  # Exercise 7.1 not done yet: use the solution
     front = exercises.solution(7, "pareto_front")(cost, score)
 assert front == package_front(cost, score)
 fig, ax = plt.subplots(figsize=(6, 3.8))
-for i, method in enumerate(METHODS):
+for i, method in enumerate(methods):
     ax.scatter(cost[method], score[method], color=colours[i], s=40, zorder=3)
     ax.annotate(method, (cost[method], score[method]), xytext=(4, 3), textcoords="offset points", fontsize=7)
 ax.plot([cost[m] for m in front], [score[m] for m in front], "--", color="0.4", label="Pareto front")
@@ -216,7 +216,7 @@ print("on the front, cheapest first:", ", ".join(front))
 # the order of magnitude of what each idea buys under one protocol.
 
 # %%
-PUBLISHED = {  # method: (J&F on DAVIS-2017 val in %, their training data, their network and resolution)
+published = {  # method: (J&F on DAVIS-2017 val in %, their training data, their network and resolution)
     "vondrick": ("34.0", "Kinetics", "ResNet-18-style trunk, 256 px crops, stride 8"),
     "corrflow": ("50.3 (49.5 on Kinetics)", "OxUvA", "ResNet-18, stride 4"),
     "mast": ("65.5 (63.7 on OxUvA)", "YouTube-VOS", "ResNet-18, stride 4"),
@@ -238,7 +238,7 @@ def our_training(row: dict) -> str:
 lines = ["| method | published J&F (DAVIS-2017 val) | their data, network | our J&F (x 100) | our training |",
          "|---|---|---|---|---|"]
 for row in result.rows:
-    paper = PUBLISHED.get(row["method"], ("-", "-", "-"))
+    paper = published.get(row["method"], ("-", "-", "-"))
     lines.append(f"| {row['method']} | {paper[0]} | {paper[1]}; {paper[2]} | {100 * row['J&F-Mean']:.1f} | "
                  f"{our_training(row)} |")
 lines += ["| CRW (reference, not in the course) | 67.6 | Kinetics; ResNet-18 | - | - |",
@@ -269,7 +269,7 @@ show_markdown(changes_table([
 # ## Summary
 # - One protocol and one set of sequences make the methods comparable: the table, the per-sequence bars and the
 #   overlays all come from the same cached masks, the files `python -m vos_lab benchmark` writes.
-# - The means hide the hard sequences; the hardest ones separate the methods most.
+# - A mean hides the hard sequences: read the per-sequence bars and the hardest sequence's masks beside it.
 # - Accuracy has a price in seconds per frame and memory; the Pareto front names the methods worth it.
 # - Our numbers are not the papers': other data, budgets of minutes and smaller networks.
 #
