@@ -181,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="processes reading clips (default: 4 per GPU, none on the CPU); "
                                                "under torchrun, per process")
 
+    p = sub.add_parser("zoo", help="the model zoo: every chapter's checkpoint, trained once, with a manifest")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser("build", help="train (or resume, or reuse) the chapters' models into the zoo")
+    build.add_argument("--models", help="comma-separated model names, e.g. ch03-corrflow,ch03-mast (default: all)")
+    build.add_argument("--data", help="comma-separated training sources for every model (default: each chapter's)")
+    build.add_argument("--davis", type=Path, help="DAVIS folder for validation and the manifest's J&F (default: "
+                                                  "$VOS_LAB_DATA's, else ../shared/data/davis2016-dev)")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--device", default="auto")
+    listed = actions.add_parser("list", help="print the zoo's manifest as a table")
+    for z in (build, listed):
+        z.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $VOS_LAB_PROFILE, else cpu)")
+        z.add_argument("--out", type=Path, help="the zoo's folder (default: $VOS_LAB_ZOO/<profile>, else "
+                                                "<course folder>/zoo/<profile>)")
+
     p = sub.add_parser("lectures", help="render the chapters with papermill to executed notebooks and HTML")
     from vos_lab.course.lectures import add_arguments as _lectures_args
 
@@ -327,6 +342,32 @@ def _train(args: argparse.Namespace) -> int:
           f"last loss {loss:.3f}")
     for figures in result.evaluations:
         print("  validation at step {step}: J&F {J&F:.3f} (J {J:.3f}, F {F:.3f})".format(**figures))
+    return 0
+
+
+@command("zoo")
+def _zoo(args: argparse.Namespace) -> int:
+    from vos_lab import zoo
+    from vos_lab.course.notebook import find_davis
+    from vos_lab.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    folder = args.out or zoo.zoo_dir(profile)
+    if args.action == "list":
+        print(f"zoo of the {profile.name} profile: {folder}")
+        print(zoo.format_rows(zoo.listing(profile, folder)))
+        return 0
+    keys = _names(args.models)
+    for key in keys or []:
+        zoo.model(key)  # an unknown name: an error before any work
+    if args.davis is not None and not (args.davis / "ImageSets").is_dir():
+        raise VosLabError(f"--davis {args.davis}: not a DAVIS folder (no ImageSets/ inside)")
+    davis = args.davis or find_davis()
+    rows = zoo.build(profile, _check_output(folder, folder=True), _names(args.data), davis, keys, seed=args.seed,
+                     device=args.device)
+    print(f"\nzoo of the {profile.name} profile: {folder} (J&F: {profile.eval_sequences or 'all'} sequences x "
+          f"{profile.eval_max_frames or 'all'} frames of {davis or 'no DAVIS folder'})")
+    print(zoo.format_rows(rows))
     return 0
 
 

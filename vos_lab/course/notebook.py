@@ -27,13 +27,14 @@ from vos_lab.data.davis import DavisDataset, DavisSequence
 from vos_lab.data.download import file_digest
 from vos_lab.device import pick_device
 from vos_lab.errors import VosLabError
-from vos_lab.evaluation import predict_sequence, propagate_dataset
+from vos_lab.evaluation import predict_sequence, propagate_dataset, validation_jf
 from vos_lab.metrics import evaluate_sequence, summarize
 from vos_lab.models.encoders import FrameEncoder
 from vos_lab.paths import SOURCE_TREE, VIDEOS_DIR, course_home, data_root, davis_root
 from vos_lab.profiles import PROFILES, Profile, get_profile
 from vos_lab.propagation import PropagationConfig, propagate_video
 from vos_lab.training.checkpoints import load_checkpoint
+from vos_lab.training.loop import Evaluate
 
 THREADS = {"smoke": 1}  # torch threads per profile (tiny tensors: threads cost more than they give)
 HOME = course_home()  # the course's working folder: checkpoints/, runs/, relative TRAIN_DATA paths
@@ -196,13 +197,32 @@ def eval_subset(session: Session) -> tuple[DavisDataset, list[str]] | None:
     """The real data every chapter scores on, so that one model shows one number across chapters: the val
     split of the DAVIS folder (else train: the development copy has only train), each sequence cut to the
     profile's `eval_max_frames`, and the names of its first `eval_sequences` sequences; None without real data."""
-    if session.davis is None:
+    return eval_data(session.davis, session.profile)
+
+
+def eval_data(davis: Path | None, profile: Profile) -> tuple[DavisDataset, list[str]] | None:
+    """`eval_subset` of the DAVIS folder `davis` (None: no real data) for `profile` (used without a session by
+    the model zoo, so its J&F is the chapters')."""
+    if davis is None:
         return None
     try:
-        dataset = DavisDataset(session.davis, split="val", max_frames=session.profile.eval_max_frames)
+        dataset = DavisDataset(davis, split="val", max_frames=profile.eval_max_frames)
     except VosLabError:
-        dataset = DavisDataset(session.davis, split="train", max_frames=session.profile.eval_max_frames)
-    return dataset, dataset.names[: session.profile.eval_sequences]
+        dataset = DavisDataset(davis, split="train", max_frames=profile.eval_max_frames)
+    return dataset, dataset.names[: profile.eval_sequences]
+
+
+def training_validation(davis: Path | None, profile: Profile) -> tuple[Evaluate, str] | None:
+    """Chapter 3's validation during training (`validation_jf`): the first half of the evaluation frames of
+    the first half of the evaluation sequences (at least 1 x 3) of the DAVIS folder's val split (else train),
+    with a line saying so; None without real data."""
+    if davis is None:
+        return None
+    dataset = DavisDataset(davis, split="val" if (Path(davis) / "ImageSets" / "2017").is_dir() else "train")
+    names = dataset.names[: max(1, (profile.eval_sequences or 4) // 2)]
+    frames = max(3, (profile.eval_max_frames or 40) // 2)
+    return (validation_jf(dataset, names, frames),
+            f"validation every {profile.eval_every} steps on the first {frames} frames of {', '.join(names)}")
 
 
 def davis_sequences(session: Session) -> list[DavisSequence]:

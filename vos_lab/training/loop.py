@@ -63,6 +63,7 @@ class TrainResult:
     evaluations: list[dict]
     finished: bool
     data: str = ""
+    path: Path | None = None  # the checkpoint file
 
 
 def _fit_frames(sampler: ClipSampler, count: int = 64) -> np.ndarray:
@@ -85,9 +86,14 @@ def _autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def _training_stamp(config: TrainConfig) -> dict:
+def training_stamp(config: TrainConfig) -> dict:
     """What a checkpoint must have been trained with, besides the method config, to be loaded or resumed."""
     return {"data": config.data, "seed": config.seed, "batch_size": config.batch_size}
+
+
+def finished(state: dict, config: TrainConfig) -> bool:
+    """Whether the checkpoint `state` has used up the budget of `config`: its steps, or its minutes."""
+    return state["step"] >= config.steps or (config.minutes is not None and state["seconds"] >= config.minutes * 60)
 
 
 def _resumable(out: Path, method: Method, config: TrainConfig, device: torch.device, replace: bool) -> dict | None:
@@ -97,7 +103,7 @@ def _resumable(out: Path, method: Method, config: TrainConfig, device: torch.dev
     if not out.exists():
         return None
     state = load_checkpoint(out, device)
-    reason = checkpoint_mismatch(state, method.config, _training_stamp(config), config.steps)
+    reason = checkpoint_mismatch(state, method.config, training_stamp(config), config.steps)
     if reason is None:
         return state
     if not replace:
@@ -164,7 +170,7 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
         save_checkpoint(out, {"config": method.config, "model": method.state_dict(),
                               "optimizer": optimizer.state_dict(), "sampler": sampler.state(),
                               "torch_rng": torch.get_rng_state(), "step": step, "seconds": seconds,
-                              "history": history, "evaluations": evaluations, **_training_stamp(config)})
+                              "history": history, "evaluations": evaluations, **training_stamp(config)})
 
     def run_evaluation() -> None:
         method.eval()
@@ -220,7 +226,16 @@ def _train(method: Method, sampler: ClipSampler, out: Path, config: TrainConfig,
             if step_start is not None:
                 step_start.restore(method, sampler)
             save()
-    return TrainResult(method.eval(), step, seconds, history, evaluations, finished=True, data=config.data)
+    return TrainResult(method.eval(), step, seconds, history, evaluations, finished=True, data=config.data,
+                       path=out)
+
+
+def loaded(method: Method, state: dict, out: Path, config: TrainConfig, device: torch.device) -> TrainResult:
+    """The finished run of the checkpoint `state` (read from `out`, checked against `config`): its weights in
+    `method`, on `device`, in eval mode."""
+    method.load_state_dict(state["model"])
+    return TrainResult(method.to(device).eval(), state["step"], state["seconds"], state["history"],
+                       state["evaluations"], finished=True, data=config.data, path=out)
 
 
 def load_or_train(method: Method, sampler_factory: Callable[[], ClipSampler], out: Path, config: TrainConfig,
@@ -234,9 +249,6 @@ def load_or_train(method: Method, sampler_factory: Callable[[], ClipSampler], ou
     """
     out, device = Path(out), device or torch.device("cpu")
     state = _resumable(out, method, config, device, replace)
-    if state is not None and (state["step"] >= config.steps or (config.minutes is not None
-                                                                 and state["seconds"] >= config.minutes * 60)):
-        method.load_state_dict(state["model"])
-        return TrainResult(method.to(device).eval(), state["step"], state["seconds"], state["history"],
-                           state["evaluations"], finished=True, data=config.data)
+    if state is not None and finished(state, config):
+        return loaded(method, state, out, config, device)
     return _train(method, sampler_factory(), out, config, state, device, evaluate, progress)

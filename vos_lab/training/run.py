@@ -39,6 +39,20 @@ def _absolute(source: str) -> str:
     return source if source == "embedded" else str(Path(source).expanduser().resolve())
 
 
+def profile_run(name: str, profile: Profile, sources: list[str] | None = None, *, steps: int | None = None,
+                minutes: float | None = None, seed: int = 0, eval_every: int | None = None,
+                workers: int | None = None, **options) -> tuple[Method, TrainConfig]:
+    """The untrained method and the training config that `train_from_profile` asks for (what a checkpoint is
+    compared with before it is loaded): the profile's budget unless `steps`/`minutes` are given."""
+    run_profile = profile if steps is None else dataclasses.replace(profile, train_steps=steps)  # INO's momentum
+    method = method_for_profile(name, run_profile, **options)
+    config = TrainConfig(steps=steps or profile.train_steps, batch_size=profile.batch_size,
+                         minutes=profile.train_minutes if minutes is None else minutes, seed=seed,
+                         eval_every=profile.eval_every if eval_every is None else eval_every,
+                         data=",".join(_absolute(source) for source in sources or ["embedded"]), workers=workers)
+    return method, config
+
+
 def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str] | None = None, *,
                        steps: int | None = None, minutes: float | None = None, seed: int = 0,
                        device: str = "auto", evaluate: Evaluate | None = None, eval_every: int | None = None,
@@ -48,13 +62,8 @@ def train_from_profile(name: str, profile: Profile, out: Path, sources: list[str
     `sources` (see `load_or_train`; `replace=False` refuses a checkpoint trained otherwise instead).
     `evaluate` (e.g. `vos_lab.evaluation.validation_jf`) runs every `eval_every` steps (default: the
     profile's; 0: only at the end) and its figures are kept in the checkpoint."""
-    run_profile = profile if steps is None else dataclasses.replace(profile, train_steps=steps)  # INO's momentum
-    method = method_for_profile(name, run_profile, **options)
-    config = TrainConfig(steps=steps or profile.train_steps, batch_size=profile.batch_size,
-                         minutes=profile.train_minutes if minutes is None else minutes, seed=seed,
-                         eval_every=profile.eval_every if eval_every is None else eval_every,
-                         data=",".join(_absolute(source) for source in sources or ["embedded"]), workers=workers)
-
+    method, config = profile_run(name, profile, sources, steps=steps, minutes=minutes, seed=seed,
+                                 eval_every=eval_every, workers=workers, **options)
     with distributed.session(pick_device(device)) as run_device:  # under torchrun: data-parallel
         return load_or_train(method, lambda: profile_sampler(method, profile, sources, seed), out, config,
                              run_device, evaluate, progress, replace)
