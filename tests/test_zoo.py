@@ -89,7 +89,7 @@ def test_a_chapter_loads_the_zoos_model_without_training(copy, tmp_path, monkeyp
     assert zoo.trained(KEY, SMOKE, ["embedded"], folder=folder).path == copy.parent / "smoke" / f"{KEY}-smoke.pt"
     assert zoo.checkpoint(KEY, SMOKE, folder) == copy.parent / "smoke" / f"{KEY}-smoke.pt"
     assert zoo.checkpoint("ch02-rgb", SMOKE, folder) == folder / "ch02-rgb-smoke.pt"  # not in the zoo
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out.count(f"zoo: {KEY}: loaded from the model zoo") == 2
 
 
 def test_tampered_checkpoint_is_refused_and_left_alone(copy, tmp_path, synthetic_root, monkeypatch, capsys):

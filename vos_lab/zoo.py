@@ -90,8 +90,12 @@ class ZooModel:
         return [default_training_data(profile) if self.data == "course" else self.data]
 
 
+def _ch04_steps(profile: Profile) -> int:
+    return 2 if profile.name == "smoke" else profile.train_steps
+
+
 def _ch04_minutes(profile: Profile) -> float | None:
-    """Chapter 4's budget: the profile's steps within 10 minutes (smoke: the profile's cap)."""
+    """Chapter 4's budget: the profile's steps within 10 minutes (smoke: 2 steps within the profile's cap)."""
     return profile.train_minutes if profile.name == "smoke" else 10.0
 
 
@@ -117,8 +121,8 @@ MODELS: dict[str, ZooModel] = {
     "ch03-ablation-base": ZooModel(3, "corrflow", **_CH03_ABLATION),
     "ch03-ablation-no-sampling": ZooModel(3, "corrflow", {"sampling": False}, **_CH03_ABLATION),
     "ch03-ablation-no-cycle": ZooModel(3, "corrflow", {"cycle_weight": 0.0}, **_CH03_ABLATION),
-    "ch04-momentum": ZooModel(4, "momentum", minutes=_ch04_minutes),
-    "ch04-mast": ZooModel(4, "mast", minutes=_ch04_minutes),  # momentum's ablation: its budget and data
+    "ch04-momentum": ZooModel(4, "momentum", steps=_ch04_steps, minutes=_ch04_minutes),
+    "ch04-mast": ZooModel(4, "mast", steps=_ch04_steps, minutes=_ch04_minutes),  # momentum's ablation: same budget
     "ch05-contrastcorr": ZooModel(5, "contrastcorr", step_option=("warmup_steps", 0.5)),
     "ch05-ablation-full": ZooModel(5, "contrastcorr", **_CH05_ABLATION),
     "ch05-ablation-no-inter": ZooModel(5, "contrastcorr", {"inter": 0.0, "consistency": 0.0, "sparsity": 0.0},
@@ -221,6 +225,7 @@ def _from_zoo(key: str, profile: Profile, method, config, device: torch.device, 
     if reason is not None:
         print(f"zoo: {key}: not used, trained otherwise than asked ({reason})")
         return None
+    print(f"zoo: {key}: loaded from the model zoo ({path})")
     return loaded(method, state, path, config, device)
 
 

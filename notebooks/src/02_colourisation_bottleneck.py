@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vos_lab import zoo
 from vos_lab.colour import fit_ab_centres, lab_to_rgb, quantise_ab, rgb_to_lab
 from vos_lab.course import exercises, plots
 from vos_lab.course.notebook import (
@@ -65,7 +66,7 @@ from vos_lab.methods import colourisation
 from vos_lab.methods.colourisation import VARIANTS, colour_classes
 from vos_lab.propagation import PropagationConfig
 from vos_lab.training.loop import TrainConfig, train
-from vos_lab.training.run import method_for_profile, train_from_profile
+from vos_lab.training.run import method_for_profile
 from vos_lab.training.schedule import learning_rate
 
 lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str)
@@ -332,8 +333,9 @@ assert all(torch.allclose(mine[k].float(), theirs[k].float(), atol=1e-5) for k i
 #   the global pointer of this chapter; chapter 3 adds CorrFlow's restricted attention);
 # - **rgb**: the ablation, RGB input without the bottleneck.
 #
-# A matching checkpoint in `CHECKPOINTS` is loaded; otherwise the model trains (progress bar, atomic
-# checkpoints, resumes after an interruption).
+# A matching checkpoint of the model zoo (`python -m vos_lab zoo build`, `vos_lab.zoo`) or of `CHECKPOINTS` is
+# loaded; otherwise the model trains into `CHECKPOINTS` (progress bar, atomic checkpoints, resumes after an
+# interruption).
 #
 # *CPU simplifications* (the gpu profile keeps the papers' versions): a narrower stride-8 ResNet-18
 # (width 32, stage widths 32-64-64-64), 192-px crops and 800 steps (3 minutes for the 2-frame variants,
@@ -347,8 +349,7 @@ assert all(torch.allclose(mine[k].float(), theirs[k].float(), atol=1e-5) for k i
 # %%
 results = {}
 for variant in VARIANTS:
-    results[variant] = train_from_profile("colourisation", P, CHECKPOINT_DIR / f"ch02-{variant}-{P.name}.pt",
-                                          SOURCES, seed=SEED, device=DEVICE, variant=variant)
+    results[variant] = zoo.trained(f"ch02-{variant}", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE)
     print(f"{variant:>10}: {results[variant].step} steps, {results[variant].seconds / 60:.1f} min of training "
           f"on {results[variant].data or 'unrecorded data'}")
 

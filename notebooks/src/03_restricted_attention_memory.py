@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vos_lab import zoo
 from vos_lab.attention import (
     coordinate_grid,
     dense_attention,
@@ -64,18 +65,18 @@ from vos_lab.course.notebook import (
     setup,
     show_markdown,
     training_sources,
+    training_validation,
 )
 from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.clips import ClipSampler, synthetic_videos
 from vos_lab.data.davis import DavisDataset
 from vos_lab.data.synthetic import write_synthetic_davis
-from vos_lab.evaluation import read_results, score_results, validation_jf
+from vos_lab.evaluation import read_results, score_results
 from vos_lab.features import build_encoder
 from vos_lab.methods.colourisation import colour_nll
 from vos_lab.methods.corrflow import CorrFlowMethod, sampling_probability
 from vos_lab.methods.mast import MastMethod, drop_ab_channel, dropped_channel
 from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig
-from vos_lab.training.run import train_from_profile
 
 lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str)
 P = lab.profile
@@ -197,7 +198,7 @@ if not SMOKE:  # measured 0.100 on 2 CPU cores (80.7 of 805.1 MiB): the process'
 plots.corrflow_schematic();
 
 # %%
-SCHEDULE = max(1, P.train_steps // 2)  # steps over which eps decays: half the profile's run (cpu: 400)
+SCHEDULE = zoo.MODELS["ch03-corrflow"].budget(P)["schedule_steps"]  # eps decays over half the run (cpu: 400)
 steps = np.arange(0, 2 * SCHEDULE)
 fig, ax = plt.subplots(figsize=(4, 2.6))
 ax.plot(steps, [sampling_probability(s, 0.9, 0.6, SCHEDULE) for s in steps])
@@ -334,33 +335,28 @@ print(f"mast_loss = MastMethod.loss: {float(theirs):.4f} (copying from the same 
 
 # %% [markdown]
 # ## 5. Training (load-or-train)
-# A matching checkpoint in `CHECKPOINTS` is loaded; otherwise the method trains (resuming an interrupted
-# run). The budget is the profile's (`P.train_steps`, `P.train_minutes`; the cpu profile: 800 steps, measured
-# on 2 idle cores at 4.9 minutes for CorrFlow and 3.3 for MAST), with chapter 2's crop jitter and
-# learning-rate decay; CorrFlow's $\epsilon$ decays over the first half of the run. From the command line:
-# `python -m vos_lab train corrflow --profile cpu --data ../shared/data/videos --option schedule_steps=400
-# --out checkpoints/ch03-corrflow-cpu.pt`, and the same with `mast` (`--data embedded` without the clips).
+# A matching checkpoint of the model zoo (`python -m vos_lab zoo build`) or of `CHECKPOINTS` is loaded; otherwise
+# the method trains into `CHECKPOINTS` (resuming an interrupted run). The budget is the profile's (`P.train_steps`,
+# `P.train_minutes`; the cpu profile: 800 steps, measured on 2 idle cores at 4.9 minutes for CorrFlow and 3.3 for
+# MAST), with chapter 2's crop jitter and learning-rate decay; CorrFlow's $\epsilon$ decays over the first half of
+# the run. From the command line: `python -m vos_lab train corrflow --profile cpu --data ../shared/data/videos
+# --option schedule_steps=400 --out checkpoints/ch03-corrflow-cpu.pt`, and the same with `mast` (`--data embedded`
+# without the clips).
 #
 # *Validation during training.* With real data the loop also scores the model every `P.eval_every` steps (and
 # at the end) on the first frames of a few held-out sequences (`vos_lab.evaluation.validation_jf`: the
 # protocol's J&F) and keeps the figures in the checkpoint, as `train ... --val DAVIS` does on the command line.
 
 # %%
-validation = None
-if lab.davis is not None:
-    val_set = DavisDataset(lab.davis, split="val" if (lab.davis / "ImageSets" / "2017").is_dir() else "train")
-    val_names = val_set.names[: max(1, (P.eval_sequences or 4) // 2)]
-    val_frames = max(3, (P.eval_max_frames or 40) // 2)
-    validation = validation_jf(val_set, val_names, val_frames)
-    print(f"validation every {P.eval_every} steps on the first {val_frames} frames of {', '.join(val_names)}")
+validation, said = training_validation(lab.davis, P) or (None, "no validation (no DAVIS folder)")
+print(said)
 
 # %%
-paths = {name: CHECKPOINT_DIR / f"ch03-{name}-{P.name}.pt" for name in ("corrflow", "mast")}
 print(f"budget ({P.name} profile): {P.train_steps} steps"
       + (f" or {P.train_minutes:g} minutes" if P.train_minutes else "") + " per method")
-corrflow = train_from_profile("corrflow", P, paths["corrflow"], SOURCES, seed=SEED, device=DEVICE,
-                              schedule_steps=SCHEDULE, evaluate=validation)
-mast = train_from_profile("mast", P, paths["mast"], SOURCES, seed=SEED, device=DEVICE, evaluate=validation)
+corrflow = zoo.trained("ch03-corrflow", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE,
+                       evaluate=validation)
+mast = zoo.trained("ch03-mast", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE, evaluate=validation)
 for name, result in [("CorrFlow", corrflow), ("MAST", mast)]:
     print(f"{name}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
           f"last loss {result.history[-1]['loss']:.3f}")
@@ -492,9 +488,9 @@ def evaluate(encoder, name, features, config=None, names=None):
     return score_results(dataset, RUNS / name, names, progress=False).global_row["J&F-Mean"]
 
 
-models = {name: checkpoint_key(path) for name, path in paths.items()}  # what the cached masks came from
+models = {name: checkpoint_key(run.path) for name, run in [("corrflow", corrflow), ("mast", mast)]}  # masks' key
 table = {"lab pixels (ch. 1)": evaluate(build_encoder("lab", lab.device), "lab", "lab")}
-chapter2 = CHECKPOINT_DIR / f"ch02-bottleneck-{P.name}.pt"
+chapter2 = zoo.checkpoint("ch02-bottleneck", P, CHECKPOINT_DIR)  # the zoo's, else chapter 2's
 if chapter2.exists():
     table["bottleneck (ch. 2)"] = evaluate(build_encoder(str(chapter2), lab.device), "ch02-bottleneck",
                                            checkpoint_key(chapter2))
@@ -519,17 +515,15 @@ print(score_table(table, baseline="lab pixels (ch. 1)"))
 
 # %%
 SUBSET = ALL  # the chapters' evaluation subset (section 7)
-TRAINING_ABLATIONS = {"base (sampling + cycle)": ("base", {}),
-                      "no scheduled sampling": ("no-sampling", {"sampling": False}),
-                      "no cycle": ("no-cycle", {"cycle_weight": 0.0})}
+TRAINING_ABLATIONS = {"base (sampling + cycle)": "base", "no scheduled sampling": "no-sampling",  # vos_lab.zoo
+                      "no cycle": "no-cycle"}
 short = P.ablation_steps  # the profile's (cpu: 250, fewer than the main run)
 ablations = {}
-for label, (key, options) in TRAINING_ABLATIONS.items():
-    path = CHECKPOINT_DIR / f"ch03-ablation-{key}-{P.name}.pt"
-    run = train_from_profile("corrflow", P, path, SOURCES, seed=SEED, device=DEVICE, steps=short, minutes=None,
-                             progress=False, schedule_steps=short, **options)
+for label, key in TRAINING_ABLATIONS.items():
+    run = zoo.trained(f"ch03-ablation-{key}", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE,
+                      progress=False)
     ablations[f"CorrFlow {short} steps, {label}"] = evaluate(run.method.frame_encoder().to(lab.device),
-                                                             f"ablation-{key}", checkpoint_key(path), names=SUBSET)
+                                                             f"ablation-{key}", checkpoint_key(run.path), names=SUBSET)
 for radius in (4, 12, 24):
     ablations[f"CorrFlow, test radius {radius}"] = evaluate(
         corrflow.method.frame_encoder().to(lab.device), "corrflow" if radius == 12 else f"corrflow-r{radius}",

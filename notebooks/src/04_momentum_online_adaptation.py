@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vos_lab import zoo
 from vos_lab.adaptation import AdaptConfig, adapt_video, fit_unet, resize_ids, resize_inputs
 from vos_lab.cache import MANIFEST, reuse_or_compute
 from vos_lab.course import exercises, plots
@@ -57,7 +58,6 @@ from vos_lab.methods.mast import dropped_channel
 from vos_lab.methods.momentum import TEST_ENCODER, MomentumMethod, momentum_at, weight_distance
 from vos_lab.metrics import evaluate_sequence, region_similarity, summarize
 from vos_lab.propagation import PropagationConfig
-from vos_lab.training.run import train_from_profile
 
 lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, SHOWCASE=str, DIP_ITERS=int)
 P = lab.profile
@@ -167,17 +167,16 @@ print(f"after one step: |key - query| = {weight_distance(toy.key_encoder, toy.en
 
 # %% [markdown]
 # ## 3. Training (load-or-train)
-# A matching checkpoint in `CHECKPOINTS` is loaded; otherwise the method trains (resuming an interrupted run),
-# with the cpu profile's 800 steps of 8 pairs at 192 px, crop jitter and learning-rate decay, as MAST in
-# chapter 3. From the command line: `python -m vos_lab train momentum --profile cpu --data ../shared/data/videos
-# --out checkpoints/ch04-momentum-cpu.pt` (`--data embedded` without the real clips). Chapter 3's MAST
-# (the same loss with one shared encoder) is loaded or trained the same way for the ablation of section 7.
+# A matching checkpoint of the model zoo (`python -m vos_lab zoo build`) or of `CHECKPOINTS` is loaded; otherwise
+# the method trains into `CHECKPOINTS` (resuming an interrupted run), with the cpu profile's 800 steps of 8 pairs
+# at 192 px, crop jitter and learning-rate decay, as MAST in chapter 3. From the command line: `python -m vos_lab
+# train momentum --profile cpu --data ../shared/data/videos --out checkpoints/ch04-momentum-cpu.pt` (`--data
+# embedded` without the real clips). Chapter 3's MAST (the same loss with one shared encoder) is loaded or trained
+# the same way for the ablation of section 7.
 
 # %%
-budget = {"steps": 2} if SMOKE else {}  # cpu/gpu: the profile's steps (and minutes cap, if any)
-paths = {"momentum": CHECKPOINT_DIR / f"ch04-momentum-{P.name}.pt", "mast": CHECKPOINT_DIR / f"ch03-mast-{P.name}.pt"}
-momentum = train_from_profile("momentum", P, paths["momentum"], SOURCES, seed=SEED, device=DEVICE, **budget)
-mast = train_from_profile("mast", P, paths["mast"], SOURCES, seed=SEED, device=DEVICE, **budget)
+momentum = zoo.trained("ch04-momentum", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE)
+mast = zoo.trained("ch03-mast", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE)  # chapter 3's
 for name, result in [("momentum", momentum), ("MAST", mast)]:
     print(f"{name}: {result.step} steps in {result.seconds / 60:.1f} min on {result.data or 'unrecorded data'}; "
           f"last loss {result.history[-1]['loss']:.3f}")
@@ -251,7 +250,7 @@ def jf(name, names=None):
 
 
 # %%
-key_of = {name: checkpoint_key(path) for name, path in paths.items()}  # what cached masks depend on
+key_of = {name: checkpoint_key(run.path) for name, run in [("momentum", momentum), ("mast", mast)]}  # masks' key
 test_time = {}
 for which in ("key", "query"):
     encoder = momentum.method.frame_encoder(which).to(lab.device).eval()

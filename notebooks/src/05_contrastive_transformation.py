@@ -35,14 +35,13 @@ ABLATION_SEQUENCES = 2  # ablations are scored on the first this many evaluation
 
 # %%
 # %matplotlib inline
-import dataclasses
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
+from vos_lab import zoo
 from vos_lab.cache import reuse_or_compute
 from vos_lab.course import exercises, plots
 from vos_lab.course.notebook import HOME, cached_predictions, checkpoint_key, setup, training_sources
@@ -63,7 +62,7 @@ from vos_lab.methods.contrastcorr import (
     track,
 )
 from vos_lab.propagation import PropagationConfig
-from vos_lab.training.run import method_for_profile, profile_sampler, train_from_profile
+from vos_lab.training.run import method_for_profile, profile_sampler
 
 lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, ABLATION_STEPS=int, ABLATION_SEQUENCES=int)
 P = lab.profile
@@ -280,9 +279,8 @@ print(f"untrained: mean own-video mass {float(own_before.mean()):.3f} (1/B = {1 
 # test-time geometry); the gpu profile keeps the paper's raw dot products at temperature 1.
 
 # %%
-path = CHECKPOINT_DIR / f"ch05-contrastcorr-{P.name}.pt"
-trained = train_from_profile("contrastcorr", P, path, SOURCES, seed=SEED, device=DEVICE,
-                             warmup_steps=P.train_steps // 2)
+trained = zoo.trained("ch05-contrastcorr", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE)
+path = trained.path  # the zoo's checkpoint, else CHECKPOINTS'
 print(f"ContrastCorr: {trained.step} steps in {trained.seconds / 60:.1f} min on {trained.data or 'unrecorded data'}")
 history = trained.history
 
@@ -374,10 +372,9 @@ def evaluate(encoder, name, features, names=None):
 
 table = {"lab pixels (ch. 1)": evaluate(build_encoder("lab", lab.device), "lab", "lab")}
 others = {"bottleneck (ch. 2)": "ch02-bottleneck", "CorrFlow (ch. 3)": "ch03-corrflow", "MAST (ch. 3)": "ch03-mast"}
-others |= {f"{p.stem.split('-')[1]} (ch. 4)": p.stem.removesuffix(f"-{P.name}")
-           for p in sorted(CHECKPOINT_DIR.glob(f"ch04-*-{P.name}.pt")) if "ablation" not in p.stem}
+others["momentum (ch. 4)"] = "ch04-momentum"
 for label, stem in others.items():
-    other = CHECKPOINT_DIR / f"{stem}-{P.name}.pt"
+    other = zoo.checkpoint(stem, P, CHECKPOINT_DIR)  # the zoo's, else CHECKPOINTS'
     if not other.exists():
         print(f"{label}: no checkpoint {other.name} in {CHECKPOINT_DIR} (render that chapter first)")
         continue
@@ -400,20 +397,16 @@ for label, value in table.items():
 
 # %%
 short = 2 if SMOKE else ABLATION_STEPS
-ABLATIONS = {"full": {}, "no inter": {"inter": 0.0, "consistency": 0.0, "sparsity": 0.0},
-             "no consistency": {"consistency": 0.0}, "no sparsity": {"sparsity": 0.0},
-             "no tracking": {"tracking": False}}
+ABLATIONS = ["full", "no inter", "no consistency", "no sparsity", "no tracking"]  # options: vos_lab.zoo.MODELS
 BATCH_SIZES = [k for k in (1, 2, 4) if k < P.batch_size]  # and the profile's own, the "full" row
 SUBSET = ALL[:ABLATION_SEQUENCES]
 ablations = {}
-for label, options in [*ABLATIONS.items(), *[(f"batch {k}", {}) for k in BATCH_SIZES]]:
-    profile = dataclasses.replace(P, batch_size=int(label.split()[1])) if label.startswith("batch") else P
+for label in [*ABLATIONS, *[f"batch {k}" for k in BATCH_SIZES]]:
     key = label.replace(" ", "-")
-    ablation_path = CHECKPOINT_DIR / f"ch05-ablation-{key}-{P.name}.pt"
-    run = train_from_profile("contrastcorr", profile, ablation_path, SOURCES, seed=SEED, device=DEVICE, steps=short,
-                             minutes=None, progress=False, warmup_steps=short // 2, **options)
+    run = zoo.trained(f"ch05-ablation-{key}", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE,
+                      steps=short, progress=False)
     ablations[label if label != "full" else f"full (batch {P.batch_size})"] = evaluate(
-        run.method.frame_encoder().to(lab.device), f"ablation-{key}", checkpoint_key(ablation_path), SUBSET)
+        run.method.frame_encoder().to(lab.device), f"ablation-{key}", checkpoint_key(run.path), SUBSET)
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.barh(list(ablations)[::-1], list(ablations.values())[::-1], color="tab:blue")
 ax.axvline(evaluate(build_encoder("lab", lab.device), "lab", "lab", SUBSET), color="0.5", ls="--", label="lab pixels")

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vos_lab import zoo
 from vos_lab.cache import reuse_or_compute
 from vos_lab.colour import to_input, to_unit_rgb
 from vos_lab.course import exercises, plots
@@ -62,7 +63,7 @@ from vos_lab.methods.ino import (
 )
 from vos_lab.models.dino import Centre, distillation_cross_entropy
 from vos_lab.propagation import PropagationConfig
-from vos_lab.training.run import method_for_profile, train_from_profile
+from vos_lab.training.run import method_for_profile
 
 lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, CPU_STEPS=int, ABLATION_STEPS=int)
 P = lab.profile
@@ -314,18 +315,18 @@ assert np.allclose([float(out), float(inside), float(consistency)],
 
 # %% [markdown]
 # ## 8. Training (load-or-train)
-# A matching checkpoint in `CHECKPOINTS` is loaded; otherwise INO trains (resuming an interrupted run). Sizes
-# per profile (`vos_lab.methods.ino.PROFILE_SIZES`): the gpu profile trains ViT-S/8 (width 384, 12 blocks,
-# 6 heads) on 224 px global and 64 px local views with the authors' heads (4096 logits); the cpu profile a tiny
-# ViT/8 (width 192, 4 blocks, 3 heads) on 96 px and 48 px views, one global and two local views per frame,
-# 1024 logits, for `CPU_STEPS` steps. From the command line:
-# `python -m vos_lab train ino --profile cpu --steps 200 --data ../shared/data/videos --out
-# checkpoints/ch06-ino-cpu.pt` (`--option in_generative=False` and so on for the ablations).
+# A matching checkpoint of the model zoo (`python -m vos_lab zoo build`) or of `CHECKPOINTS` is loaded; otherwise
+# INO trains into `CHECKPOINTS` (resuming an interrupted run). Sizes per profile
+# (`vos_lab.methods.ino.PROFILE_SIZES`): the gpu profile trains ViT-S/8 (width 384, 12 blocks, 6 heads) on 224 px
+# global and 64 px local views with the authors' heads (4096 logits); the cpu profile a tiny ViT/8 (width 192, 4
+# blocks, 3 heads) on 96 px and 48 px views, one global and two local views per frame, 1024 logits, for `CPU_STEPS`
+# steps. From the command line: `python -m vos_lab train ino --profile cpu --steps 200 --data ../shared/data/videos
+# --out checkpoints/ch06-ino-cpu.pt` (`--option in_generative=False` and so on for the ablations).
 
 # %%
 steps = 2 if SMOKE else CPU_STEPS if P.name == "cpu" else None
-path = CHECKPOINT_DIR / f"ch06-ino-{P.name}.pt"
-ino = train_from_profile("ino", P, path, SOURCES, seed=SEED, device=DEVICE, steps=steps, minutes=None)
+ino = zoo.trained("ch06-ino", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE, steps=steps)
+path = ino.path  # the zoo's checkpoint, else CHECKPOINTS'
 print(f"INO: {ino.step} steps in {ino.seconds / 60:.1f} min on {ino.data or 'unrecorded data'}; "
       f"last loss {ino.history[-1]['loss']:.3f}")
 fig, ax = plt.subplots(figsize=(6, 3))
@@ -392,7 +393,7 @@ table = {"lab pixels (ch. 1)": evaluate(build_encoder("lab", lab.device), "lab",
 EARLIER = {"bottleneck (ch. 2)": "ch02-bottleneck", "CorrFlow (ch. 3)": "ch03-corrflow", "MAST (ch. 3)": "ch03-mast",
            "momentum (ch. 4)": "ch04-momentum", "ContrastCorr (ch. 5)": "ch05-contrastcorr"}
 for label, stem in EARLIER.items():
-    earlier = CHECKPOINT_DIR / f"{stem}-{P.name}.pt"
+    earlier = zoo.checkpoint(stem, P, CHECKPOINT_DIR)  # the zoo's, else CHECKPOINTS'
     if earlier.exists():
         table[label] = evaluate(build_encoder(str(earlier), lab.device), stem, checkpoint_key(earlier))
     else:
@@ -452,17 +453,14 @@ print({b: round(v, 3) for b, v in per_block.items()})
 # to a base model trained as briefly with all three; all read the default block.
 
 # %%
-ABLATIONS = {"all three losses": ("base", {}), "no out-generative": ("no-out", {"out_generative": False}),
-             "no in-generative": ("no-in", {"in_generative": False}),
-             "no affinity consistency": ("no-affinity", {"affinity": False})}
+ABLATIONS = {"all three losses": "base", "no out-generative": "no-out", "no in-generative": "no-in",  # vos_lab.zoo
+             "no affinity consistency": "no-affinity"}
 short = 2 if SMOKE else ABLATION_STEPS
 ablations = {}
-for label, (key, options) in ABLATIONS.items():
-    ablation_path = CHECKPOINT_DIR / f"ch06-ablation-{key}-{P.name}.pt"
-    run = train_from_profile("ino", P, ablation_path, SOURCES, seed=SEED, device=DEVICE, steps=short, minutes=None,
-                             progress=False, **options)
-    ablations[label] = evaluate(run.method.frame_encoder().to(lab.device), f"ablation-{key}",
-                                checkpoint_key(ablation_path))
+for label, key in ABLATIONS.items():
+    run = zoo.trained(f"ch06-ablation-{key}", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE,
+                      steps=short, progress=False)
+    ablations[label] = evaluate(run.method.frame_encoder().to(lab.device), f"ablation-{key}", checkpoint_key(run.path))
 for name, value in ablations.items():
     print(f"{name:>26}: {value:.3f}")
 fig, ax = plt.subplots(figsize=(6, 2.8))
