@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 OUT ?= lectures
 
-.PHONY: course test setup chromium notebooks clean
+.PHONY: course test setup chromium notebooks zoo clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ setup: $(BIN)/.installed
 # Main job: render every chapter with papermill (profile $(PROFILE)) to executed notebooks and HTML in $(OUT).
 course: setup
 	$(BIN)/python -m vos_lab lectures --profile $(PROFILE) --out $(OUT)
+
+# The model zoo: every chapter's checkpoint of profile $(PROFILE), trained once (resumes; reuses what is done).
+zoo: setup
+	$(BIN)/python -m vos_lab zoo build --profile $(PROFILE)
 
 # The chapter notebooks from their sources notebooks/src/NN_*.py (jupytext percent format), without outputs.
 notebooks: setup

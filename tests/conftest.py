@@ -19,7 +19,7 @@ from vos_lab.paths import HOME_VAR
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
-COURSE_OUTPUTS = ("checkpoints", "runs", "lectures")  # what the chapters and `make course` write in a checkout
+COURSE_OUTPUTS = ("checkpoints", "runs", "lectures", "zoo")  # what the chapters and `make course` write in a checkout
 _home = pytest.StashKey[Path]()
 _outputs = pytest.StashKey[set]()
 

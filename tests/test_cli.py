@@ -166,6 +166,7 @@ HELP = {
     "demo": ("--out", "--sequences", "--frames"),
     "benchmark": ("--profile", "--methods", "--davis", "--split", "--sequences", "--frames", "--checkpoints",
                   "--device", "--out", "benchmark.csv", "per_sequence.csv", "benchmark.json"),
+    "zoo": ("build", "list", "manifest"),
     "bench": ("{propagation,sampler,attention,adapt,ino-step}", "--heights", "--references", "--features", "--davis",
               "--adapt-iters", "--batch", "--steps"),
 }
