@@ -143,3 +143,40 @@ def test_every_chapter_model_is_defined_once():
         budget = spec.budget(get_profile("cpu"))
         METHODS[spec.method].check_options({k: v for k, v in budget.items() if k not in ("steps", "minutes")})
     assert [k for k, m in zoo.MODELS.items() if m.in_profile(SMOKE) and m.batch_size] == ["ch05-ablation-batch-1"]
+
+
+def test_interrupted_build_keeps_the_finished_models(tmp_path, synthetic_root, monkeypatch, capsys):
+    """The manifest is written after each finished model: an interruption during the second model keeps the
+    first, which the next build reuses."""
+    train, calls = loop._train, []
+
+    def interrupt_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train", interrupt_the_second)
+    build = ["zoo", "build", "--profile", "smoke", "--models", f"{KEY},ch04-mast", "--out", str(tmp_path / "zoo")]
+    assert main(build) == 130
+    assert list(json.loads((tmp_path / "zoo" / "manifest.json").read_text())["models"]) == [KEY]
+    monkeypatch.setattr(loop, "_train", no_training)
+    capsys.readouterr()
+    assert main([*build[:5], KEY, *build[6:]]) == 0
+    assert f"{KEY}: reused" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chapter, parameter, key", [
+    ("05_contrastive_transformation", "ABLATION_STEPS", "ch05-ablation-full"),
+    ("06_in_n_out_vit", "CPU_STEPS", "ch06-ino"), ("06_in_n_out_vit", "ABLATION_STEPS", "ch06-ablation-base")])
+def test_chapter_step_parameters_default_to_the_zoos_steps(chapter, parameter, key):
+    """A chapter whose parameters are left as they are asks for the zoo's model (else it would train its own)."""
+    import ast
+
+    from vos_lab.paths import chapters_dir
+
+    tree = ast.parse((chapters_dir() / "src" / f"{chapter}.py").read_text())
+    defaults = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id.isupper() and isinstance(node.value, ast.Constant)}
+    assert zoo.MODELS[key].budget(get_profile("cpu"))["steps"] == defaults[parameter]

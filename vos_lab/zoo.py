@@ -30,10 +30,11 @@ from vos_lab.data.download import file_digest
 from vos_lab.device import pick_device
 from vos_lab.errors import VosLabError
 from vos_lab.evaluation import validation_jf
+from vos_lab.methods.base import Method
 from vos_lab.paths import ZOO_VAR, atomic_path, course_home, writable_dir
 from vos_lab.profiles import Profile
 from vos_lab.training.checkpoints import checkpoint_mismatch, load_checkpoint
-from vos_lab.training.loop import Evaluate, TrainResult, finished, loaded, training_stamp
+from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, finished, loaded, training_stamp
 from vos_lab.training.run import profile_run, train_from_profile
 
 FORMAT = "vos_lab-zoo-1"
@@ -193,40 +194,54 @@ def verified(folder: Path, key: str, entry: dict) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------- load or train
-def _request(key: str, profile: Profile, sources: list[str], seed: int, steps: int | None = None):
-    """(the model, the profile it trains with, train_from_profile's keywords, the untrained method and its
-    TrainConfig)."""
-    spec = model(key)
-    run_profile = spec.profile(profile)
-    budget = spec.budget(profile, steps)
-    method, config = profile_run(spec.method, run_profile, sources, seed=seed, **budget)
-    return spec, run_profile, budget, method, config
+@dataclass
+class Asked:
+    """What training model `key` asks for: its profile (batch size), `train_from_profile`'s budget keywords (steps,
+    minutes, method options), and the untrained method with its TrainConfig (what a checkpoint is checked
+    against)."""
+
+    key: str
+    spec: ZooModel
+    profile: Profile
+    budget: dict
+    method: Method
+    config: TrainConfig
+
+    @classmethod
+    def of(cls, key: str, profile: Profile, sources: list[str], seed: int, steps: int | None = None) -> Asked:
+        spec = model(key)
+        run_profile, budget = spec.profile(profile), spec.budget(profile, steps)
+        return cls(key, spec, run_profile, budget, *profile_run(spec.method, run_profile, sources, seed=seed,
+                                                                **budget))
+
+    def mismatch(self, state: dict) -> str | None:
+        """Why the checkpoint `state` is not a finished run as asked (None: it is)."""
+        reason = checkpoint_mismatch(state, self.method.config, training_stamp(self.config), self.config.steps)
+        if reason is None and not finished(state, self.config):
+            reason = f"unfinished: {state['step']} of {self.config.steps} steps"
+        return reason
 
 
-def _mismatch(state: dict, method, config) -> str | None:
-    """Why the checkpoint `state` is not a finished run of `method` trained with `config` (None: it is)."""
-    reason = checkpoint_mismatch(state, method.config, training_stamp(config), config.steps)
-    if reason is None and not finished(state, config):
-        reason = f"unfinished: {state['step']} of {config.steps} steps"
-    return reason
-
-
-def _from_zoo(key: str, profile: Profile, method, config, device: torch.device, zoo: Path | None) -> TrainResult | None:
-    """The zoo's model `key` if the zoo holds it (SHA-256 checked: VosLabError when it differs) and it is a
-    finished run of `method` trained with `config` (method config, data, seed, batch size, steps); else None,
-    with one line saying why when the zoo holds it."""
+def _zoo_file(key: str, profile: Profile, zoo: Path | None) -> Path | None:
+    """The zoo's checkpoint of `key`, SHA-256 checked (VosLabError when it differs); None when not in the zoo."""
     folder = Path(zoo) if zoo is not None else zoo_dir(profile)
     entry = read_manifest(folder, profile)["models"].get(key)
-    path = None if entry is None else verified(folder, key, entry)
+    return None if entry is None else verified(folder, key, entry)
+
+
+def _from_zoo(asked: Asked, profile: Profile, device: torch.device, zoo: Path | None) -> TrainResult | None:
+    """The zoo's model if the zoo holds it and it is a finished run as asked (method config, data, seed, batch
+    size, steps); else None, with one line saying why when the zoo holds it."""
+    path = _zoo_file(asked.key, profile, zoo)
     if path is None:
         return None
     state = load_checkpoint(path, device)
-    reason = _mismatch(state, method, config)
+    reason = asked.mismatch(state)
     if reason is not None:
-        print(f"zoo: {key}: not used, trained otherwise than asked ({reason})")
+        print(f"zoo: {asked.key}: not used, trained otherwise than asked ({reason})")
         return None
-    print(f"zoo: {key}: loaded from the model zoo ({path})")
-    return loaded(method, state, path, config, device)
+    print(f"zoo: {asked.key}: loaded from the model zoo ({path})")
+    return loaded(asked.method, state, path, asked.config, device)
 
 
 def trained(key: str, profile: Profile, sources: list[str], *, folder: Path, seed: int = 0, device: str = "auto",
@@ -235,21 +250,18 @@ def trained(key: str, profile: Profile, sources: list[str], *, folder: Path, see
     """A chapter's model `key` (MODELS) trained on `sources`: the zoo's (default `zoo_dir`) when it was trained
     as asked, else loaded, resumed or trained in `folder/<key>-<profile>.pt` (`train_from_profile`, validated
     with `evaluate`). `steps` asks for another budget than the model's default (a chapter's parameter)."""
-    spec, run_profile, budget, method, config = _request(key, profile, sources, seed, steps)
-    found = _from_zoo(key, profile, method, config, pick_device(device), zoo)
+    asked = Asked.of(key, profile, sources, seed, steps)
+    found = _from_zoo(asked, profile, pick_device(device), zoo)
     if found is not None:
         return found
-    return train_from_profile(spec.method, run_profile, Path(folder) / checkpoint_name(key, profile), sources,
-                              seed=seed, device=device, evaluate=evaluate, progress=progress, **budget)
+    return train_from_profile(asked.spec.method, asked.profile, Path(folder) / checkpoint_name(key, profile), sources,
+                              seed=seed, device=device, evaluate=evaluate, progress=progress, **asked.budget)
 
 
 def checkpoint(key: str, profile: Profile, folder: Path, zoo: Path | None = None) -> Path:
     """Where an earlier chapter's model is, for a later chapter's comparison: the zoo's file (SHA-256 checked)
     when the zoo holds it, else `folder/<key>-<profile>.pt` (which may not exist)."""
-    zoo = Path(zoo) if zoo is not None else zoo_dir(profile)
-    entry = read_manifest(zoo, profile)["models"].get(key)
-    path = None if entry is None else verified(zoo, key, entry)
-    return path or Path(folder) / checkpoint_name(key, profile)
+    return _zoo_file(key, profile, zoo) or Path(folder) / checkpoint_name(key, profile)
 
 
 # -------------------------------------------------------------------------------------------- build
@@ -285,9 +297,10 @@ def build(profile: Profile, folder: Path | None = None, sources: list[str] | Non
     rows = []
     for key in keys:
         run_sources = sources or model(key).sources(profile)
-        spec, run_profile, budget, method, config = _request(key, profile, run_sources, seed)
+        asked = Asked.of(key, profile, run_sources, seed)
+        spec, config = asked.spec, asked.config
         entry, path = manifest["models"].get(key), folder / checkpoint_name(key, profile)
-        reason = "not built" if files.get(key) is None else _mismatch(load_checkpoint(path), method, config)
+        reason = "no checkpoint" if files.get(key) is None else asked.mismatch(load_checkpoint(path))
         if reason is None:
             print(f"zoo: {key}: reused ({path.name}, SHA-256 as in the manifest)")
             rows.append(_row(key, entry, "reused"))
@@ -296,11 +309,11 @@ def build(profile: Profile, folder: Path | None = None, sources: list[str] | Non
             print(f"zoo: {key}: training anew ({reason})")
             del manifest["models"][key]
             write_manifest(folder, manifest)
-        result = train_from_profile(spec.method, run_profile, path, run_sources, seed=seed, device=device,
+        result = train_from_profile(spec.method, asked.profile, path, run_sources, seed=seed, device=device,
                                     evaluate=validation[0] if spec.validated and validation else None,
-                                    progress=progress, **budget)
+                                    progress=progress, **asked.budget)
         entry = {"file": path.name, "chapter": spec.chapter, "method": spec.method,
-                 "options": {k: v for k, v in budget.items() if k not in ("steps", "minutes")},
+                 "options": {k: v for k, v in asked.budget.items() if k not in ("steps", "minutes")},
                  "data": result.data, "seed": seed, "batch_size": config.batch_size, "steps": result.step,
                  "asked_steps": config.steps, "minutes": config.minutes, "training_seconds": round(result.seconds, 1),
                  "validated": bool(result.evaluations), "sha256": file_digest(path),
