@@ -1,10 +1,11 @@
 """The model zoo: every checkpoint the chapters train, trained once into one folder with a manifest.
 
 `MODELS` is the one definition of each chapter's model (keyed by the checkpoint stem the chapter uses, e.g.
-"ch03-corrflow"): method, options, budget, batch size, the chapter's default training data, and whether it
-is validated during training. Chapters get their models through `trained`, which returns the zoo's
-checkpoint when it was trained as asked and otherwise trains (or loads) one in the chapter's own folder, as
-`train_from_profile` always did; `python -m vos_lab zoo build` (`build`) fills the zoo, `zoo list` shows it.
+"ch03-corrflow"): method, options, budget, batch size, and whether it is validated during training; all train on
+the course's data by default (`default_training_data`, the chapters' TRAIN_DATA None). Chapters get their models
+through `trained`, which returns the zoo's checkpoint when it was trained as asked and otherwise trains (or
+loads) one in the chapter's own folder, as `train_from_profile` always did; `python -m vos_lab zoo build`
+(`build`) fills the zoo, `zoo list` shows it.
 
 The zoo of a profile lives in ``$VOS_LAB_ZOO/<profile>``, else ``course_home()/zoo/<profile>``; its
 ``manifest.json`` (written atomically after each finished model, so an interrupted build resumes) holds per
@@ -49,26 +50,20 @@ def _ablation_steps(profile: Profile) -> int:
     return profile.ablation_steps
 
 
-def _profile_minutes(profile: Profile) -> float | None:
-    return profile.train_minutes
-
-
 @dataclass(frozen=True)
 class ZooModel:
-    """One chapter's model. `steps(profile)` is its default budget (a chapter may ask for another); `minutes`
-    caps the training time; `step_option` = (option, fraction) sets an option to that fraction of the steps
-    (CorrFlow's sampling schedule, ContrastCorr's warm-up); `batch_size` None is the profile's (a batch size
-    at least the profile's is no ablation: the model is not in that profile's zoo); `data` "course" is
-    `default_training_data` (chapters 2-3), "embedded" the synthetic videos and bundled clips."""
+    """One chapter's model, trained on the course's data (`default_training_data`, what a chapter's TRAIN_DATA None
+    means). `steps(profile)` is its default budget (a chapter may ask for another); `step_option` = (option,
+    fraction) sets an option to that fraction of the steps (CorrFlow's sampling schedule, ContrastCorr's warm-up);
+    `batch_size` None is the profile's (a batch size at least the profile's is no ablation: the model is not in that
+    profile's zoo)."""
 
     chapter: int
     method: str
     options: dict = field(default_factory=dict)
     steps: Callable[[Profile], int] = _train_steps
-    minutes: Callable[[Profile], float | None] = _profile_minutes
     step_option: tuple[str, float] | None = None
     batch_size: int | None = None
-    data: str = "embedded"
     validated: bool = False
 
     def in_profile(self, profile: Profile) -> bool:
@@ -79,25 +74,18 @@ class ZooModel:
         return profile if self.batch_size is None else dataclasses.replace(profile, batch_size=self.batch_size)
 
     def budget(self, profile: Profile, steps: int | None = None) -> dict:
-        """`train_from_profile`'s steps, minutes and method options for `steps` (None: the model's default)."""
+        """`train_from_profile`'s steps and method options for `steps` (None: the model's default); the time cap
+        is the profile's `train_minutes`."""
         steps = steps or self.steps(profile)
         options = dict(self.options)
         if self.step_option is not None:
             name, fraction = self.step_option
             options[name] = max(1, int(steps * fraction))
-        return {"steps": steps, "minutes": self.minutes(profile), **options}
-
-    def sources(self, profile: Profile) -> list[str]:
-        return [default_training_data(profile) if self.data == "course" else self.data]
+        return {"steps": steps, **options}
 
 
 def _ch04_steps(profile: Profile) -> int:
-    return 2 if profile.name == "smoke" else profile.train_steps
-
-
-def _ch04_minutes(profile: Profile) -> float | None:
-    """Chapter 4's budget: the profile's steps within 10 minutes (smoke: 2 steps within the profile's cap)."""
-    return profile.train_minutes if profile.name == "smoke" else 10.0
+    return 2 if profile.name == "smoke" else profile.train_steps  # chapter 4's budget
 
 
 def _ch05_ablation_steps(profile: Profile) -> int:
@@ -112,18 +100,17 @@ def _ch06_ablation_steps(profile: Profile) -> int:
     return 2 if profile.name == "smoke" else 60  # chapter 6's ABLATION_STEPS
 
 
-_CH03_ABLATION = {"steps": _ablation_steps, "step_option": ("schedule_steps", 1.0), "data": "course"}
+_CH03_ABLATION = {"steps": _ablation_steps, "step_option": ("schedule_steps", 1.0)}
 _CH05_ABLATION = {"steps": _ch05_ablation_steps, "step_option": ("warmup_steps", 0.5)}
 MODELS: dict[str, ZooModel] = {
-    **{f"ch02-{variant}": ZooModel(2, "colourisation", {"variant": variant}, data="course")
+    **{f"ch02-{variant}": ZooModel(2, "colourisation", {"variant": variant})
        for variant in ("vondrick", "bottleneck", "rgb")},
-    "ch03-corrflow": ZooModel(3, "corrflow", step_option=("schedule_steps", 0.5), data="course", validated=True),
-    "ch03-mast": ZooModel(3, "mast", data="course", validated=True),
+    "ch03-corrflow": ZooModel(3, "corrflow", step_option=("schedule_steps", 0.5), validated=True),
+    "ch03-mast": ZooModel(3, "mast", validated=True),
     "ch03-ablation-base": ZooModel(3, "corrflow", **_CH03_ABLATION),
     "ch03-ablation-no-sampling": ZooModel(3, "corrflow", {"sampling": False}, **_CH03_ABLATION),
     "ch03-ablation-no-cycle": ZooModel(3, "corrflow", {"cycle_weight": 0.0}, **_CH03_ABLATION),
-    "ch04-momentum": ZooModel(4, "momentum", steps=_ch04_steps, minutes=_ch04_minutes),
-    "ch04-mast": ZooModel(4, "mast", steps=_ch04_steps, minutes=_ch04_minutes),  # momentum's ablation: same budget
+    "ch04-momentum": ZooModel(4, "momentum", steps=_ch04_steps),  # chapter 4 compares it with ch03-mast
     "ch05-contrastcorr": ZooModel(5, "contrastcorr", step_option=("warmup_steps", 0.5)),
     "ch05-ablation-full": ZooModel(5, "contrastcorr", **_CH05_ABLATION),
     "ch05-ablation-no-inter": ZooModel(5, "contrastcorr", {"inter": 0.0, "consistency": 0.0, "sparsity": 0.0},
@@ -197,7 +184,7 @@ def verified(folder: Path, key: str, entry: dict) -> Path | None:
 @dataclass
 class Asked:
     """What training model `key` asks for: its profile (batch size), `train_from_profile`'s budget keywords (steps,
-    minutes, method options), and the untrained method with its TrainConfig (what a checkpoint is checked
+    method options), and the untrained method with its TrainConfig (what a checkpoint is checked
     against)."""
 
     key: str
@@ -296,7 +283,7 @@ def build(profile: Profile, folder: Path | None = None, sources: list[str] | Non
     validation = training_validation(davis, profile)
     rows = []
     for key in keys:
-        run_sources = sources or model(key).sources(profile)
+        run_sources = sources or [default_training_data(profile)]
         asked = Asked.of(key, profile, run_sources, seed)
         spec, config = asked.spec, asked.config
         entry, path = manifest["models"].get(key), folder / checkpoint_name(key, profile)
@@ -313,7 +300,7 @@ def build(profile: Profile, folder: Path | None = None, sources: list[str] | Non
                                     evaluate=validation[0] if spec.validated and validation else None,
                                     progress=progress, **asked.budget)
         entry = {"file": path.name, "chapter": spec.chapter, "method": spec.method,
-                 "options": {k: v for k, v in asked.budget.items() if k not in ("steps", "minutes")},
+                 "options": {k: v for k, v in asked.budget.items() if k != "steps"},
                  "data": result.data, "seed": seed, "batch_size": config.batch_size, "steps": result.step,
                  "asked_steps": config.steps, "minutes": config.minutes, "training_seconds": round(result.seconds, 1),
                  "validated": bool(result.evaluations), "sha256": file_digest(path),
