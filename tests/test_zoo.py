@@ -84,10 +84,9 @@ def test_a_chapter_loads_the_zoos_model_without_training(copy, tmp_path, monkeyp
     result = zoo.trained(KEY, SMOKE, ["embedded"], folder=folder, zoo=copy)
     assert result.path == copy / f"{KEY}-smoke.pt" and result.step == SMOKE.train_steps and result.evaluations
     assert not folder.exists()  # nothing trained into the chapter's folder
-    monkeypatch.setenv("VOS_LAB_ZOO", str(copy.parent))  # the default zoo: $VOS_LAB_ZOO/<profile>
-    shutil.move(copy, copy.parent / "smoke")
-    assert zoo.trained(KEY, SMOKE, ["embedded"], folder=folder).path == copy.parent / "smoke" / f"{KEY}-smoke.pt"
-    assert zoo.checkpoint(KEY, SMOKE, folder) == copy.parent / "smoke" / f"{KEY}-smoke.pt"
+    monkeypatch.setenv("VOS_LAB_ZOO", str(copy))  # the default zoo
+    assert zoo.trained(KEY, SMOKE, ["embedded"], folder=folder).path == copy / f"{KEY}-smoke.pt"
+    assert zoo.checkpoint(KEY, SMOKE, folder) == copy / f"{KEY}-smoke.pt"
     assert zoo.checkpoint("ch02-rgb", SMOKE, folder) == folder / "ch02-rgb-smoke.pt"  # not in the zoo
     assert capsys.readouterr().out.count(f"zoo: {KEY}: loaded from the model zoo") == 2
 

