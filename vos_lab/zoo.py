@@ -270,7 +270,7 @@ def build(profile: Profile, folder: Path | None = None, sources: list[str] | Non
           davis: Path | None = None, keys: list[str] | None = None, *, seed: int = 0, device: str = "auto",
           progress: bool = True) -> list[dict]:
     """Train (or resume, or reuse) the models `keys` (default: every model of the profile) into the zoo
-    `folder` (default `zoo_dir`), each on `sources` (default: its chapter's data), validated on `davis` where
+    `folder` (default `zoo_dir`), each on `sources` (default: the course's data), validated on `davis` where
     its chapter does, and scored on it; the manifest is written after each model. Returns one summary row per
     model. Every selected checkpoint is checked against the manifest before any training."""
     keys = keys or [key for key, spec in MODELS.items() if spec.in_profile(profile)]
@@ -289,7 +289,7 @@ def build(profile: Profile, folder: Path | None = None, sources: list[str] | Non
         asked = Asked.of(key, profile, run_sources, seed)
         spec, config = asked.spec, asked.config
         entry, path = manifest["models"].get(key), folder / checkpoint_name(key, profile)
-        reason = "no checkpoint" if files.get(key) is None else asked.mismatch(load_checkpoint(path))
+        reason = "its file is missing" if files.get(key) is None else asked.mismatch(load_checkpoint(path))
         if reason is None:
             print(f"zoo: {key}: reused ({path.name}, SHA-256 as in the manifest)")
             rows.append(_row(key, entry, "reused"))
