@@ -12,6 +12,7 @@ from helpers import write_davis2017
 
 from vos_lab import benchmark
 from vos_lab.cli import main
+from vos_lab.data.download import file_digest
 from vos_lab.data.synthetic import write_synthetic_davis
 from vos_lab.errors import VosLabError
 from vos_lab.profiles import get_profile
@@ -145,15 +146,23 @@ def test_default_methods_are_the_baselines_and_the_checkpoints_present(zoo):
     assert len(lines) == 1 and "vondrick" in lines[0] and "zoo build --profile smoke" in lines[0]
 
 
-def test_checkpoint_folder_default(tmp_path, monkeypatch):
+def test_checkpoints_come_from_the_folder_given_else_the_zoo_else_the_chapters_folder(zoo, tmp_path, monkeypatch):
+    from vos_lab import zoo as model_zoo
+
     monkeypatch.setenv("VOS_LAB_HOME", str(tmp_path))
-    monkeypatch.delenv(benchmark.ZOO_VAR, raising=False)
-    assert benchmark.checkpoint_folder("cpu") == tmp_path / "checkpoints"
-    (tmp_path / "zoo" / "cpu").mkdir(parents=True)
-    assert benchmark.checkpoint_folder("cpu") == tmp_path / "zoo" / "cpu"
-    monkeypatch.setenv(benchmark.ZOO_VAR, str(tmp_path / "elsewhere"))
-    assert benchmark.checkpoint_folder("cpu") == tmp_path / "elsewhere"
-    assert benchmark.checkpoint_folder("cpu", tmp_path / "given") == tmp_path / "given"
+    monkeypatch.delenv(model_zoo.ZOO_VAR, raising=False)
+    assert benchmark.checkpoint_path("mast", "smoke") == tmp_path / "checkpoints" / "ch03-mast-smoke.pt"
+    assert benchmark.checkpoint_path("mast", "smoke", zoo) == zoo / "ch03-mast-smoke.pt"
+    shelf = tmp_path / "zoo" / "smoke"
+    shelf.mkdir(parents=True)
+    shutil.copy(zoo / "ch03-mast-smoke.pt", shelf)
+    entry = {"file": "ch03-mast-smoke.pt", "sha256": file_digest(shelf / "ch03-mast-smoke.pt")}
+    model_zoo.write_manifest(shelf, {"format": model_zoo.FORMAT, "profile": "smoke", "models": {"ch03-mast": entry}})
+    assert benchmark.checkpoint_path("mast", "smoke") == shelf / "ch03-mast-smoke.pt"
+    assert benchmark.checkpoint_path("bottleneck", "smoke") == tmp_path / "checkpoints" / "ch02-bottleneck-smoke.pt"
+    (shelf / "ch03-mast-smoke.pt").write_bytes(b"replaced")
+    with pytest.raises(VosLabError, match="ch03-mast"):
+        benchmark.checkpoint_path("mast", "smoke")
 
 
 def test_the_split_is_val_else_train(tmp_path):

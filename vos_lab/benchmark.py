@@ -23,7 +23,6 @@ import ctypes
 import io
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vos_lab import zoo
 from vos_lab.bench import _peak_since, _reset_peak
 from vos_lab.cache import reuse_or_compute, stale_reason
 from vos_lab.course.notebook import checkpoint_key, find_davis, prediction_key
@@ -49,17 +49,11 @@ from vos_lab.profiles import get_profile
 from vos_lab.propagation import PropagationConfig
 from vos_lab.training.checkpoints import load_checkpoint
 
-ZOO_VAR = "VOS_LAB_ZOO"
-# trained method -> (checkpoint stem as its chapter names it, registered method, colourisation variant)
-TRAINED: dict[str, tuple[str, str, str | None]] = {
-    "vondrick": ("ch02-vondrick", "colourisation", "vondrick"),
-    "bottleneck": ("ch02-bottleneck", "colourisation", "bottleneck"),
-    "rgb-colourisation": ("ch02-rgb", "colourisation", "rgb"),
-    "corrflow": ("ch03-corrflow", "corrflow", None),
-    "mast": ("ch03-mast", "mast", None),
-    "momentum": ("ch04-momentum", "momentum", None),
-    "contrastcorr": ("ch05-contrastcorr", "contrastcorr", None),
-    "ino": ("ch06-ino", "ino", None),
+# trained method -> its model in the zoo (`vos_lab.zoo.MODELS`: the checkpoint as its chapter names it)
+TRAINED: dict[str, str] = {
+    "vondrick": "ch02-vondrick", "bottleneck": "ch02-bottleneck", "rgb-colourisation": "ch02-rgb",
+    "corrflow": "ch03-corrflow", "mast": "ch03-mast", "momentum": "ch04-momentum",
+    "contrastcorr": "ch05-contrastcorr", "ino": "ch06-ino",
 }
 METHODS = (*BASELINES, *TRAINED)
 RESULTS, TABLE, PER_SEQUENCE, MEASURES = "benchmark.json", "benchmark.csv", "per_sequence.csv", "measures.json"
@@ -68,27 +62,20 @@ TABLE_COLUMNS = ("method", "kind", *GLOBAL_COLUMNS, *COST_COLUMNS, "sequences", 
 SEQUENCE_COLUMNS = ("method", "sequence", "J&F-Mean", "J-Mean", "F-Mean", "frames", *COST_COLUMNS)
 
 
-def checkpoint_folder(profile: str, given: str | Path | None = None) -> Path:
-    """Where the trained methods' checkpoints are: `given`, else the model zoo ($VOS_LAB_ZOO, else
-    `course_home()/zoo/<profile>` when it exists), else the chapters' `course_home()/checkpoints`."""
-    if given not in (None, ""):
-        return Path(given).expanduser().resolve()
-    if os.environ.get(ZOO_VAR):
-        return Path(os.environ[ZOO_VAR]).expanduser().resolve()
-    zoo = course_home() / "zoo" / profile
-    return zoo if zoo.is_dir() else course_home() / "checkpoints"
+def checkpoint_path(method: str, profile: str, folder: Path | None = None) -> Path:
+    """The checkpoint of a trained method as its chapter names it (e.g. `ch03-mast-cpu.pt`): in `folder` when
+    given, else the model zoo's (SHA-256 checked) when the zoo holds it, else the chapters' `checkpoints/`."""
+    if folder is not None:
+        return folder / zoo.checkpoint_name(TRAINED[method], get_profile(profile))
+    return zoo.checkpoint(TRAINED[method], get_profile(profile), course_home() / "checkpoints")
 
 
-def checkpoint_path(method: str, profile: str, folder: Path) -> Path:
-    """The checkpoint of a trained method as its chapter names it, e.g. `ch03-mast-cpu.pt`."""
-    return folder / f"{TRAINED[method][0]}-{profile}.pt"
-
-
-def select_methods(methods: list[str] | None, profile: str, folder: Path,
+def select_methods(methods: list[str] | None, profile: str, folder: Path | None = None,
                    say: Callable[[str], object] = print) -> dict[str, Path | None]:
-    """method -> its checkpoint (None for a baseline). Default: the baselines and every trained method whose
-    checkpoint is in `folder` (one line names the others). An unknown method, or an asked trained method
-    without its checkpoint, is a VosLabError."""
+    """method -> its checkpoint (None for a baseline; see `checkpoint_path` for where). Default: the baselines and
+    every trained method whose checkpoint is present (one line names the others). An unknown method, or an asked
+    trained method without its checkpoint, is a VosLabError."""
+    where = folder or f"the model zoo or {course_home() / 'checkpoints'}"
     unknown = [m for m in methods or [] if m not in METHODS]
     if unknown:
         raise VosLabError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
@@ -97,13 +84,13 @@ def select_methods(methods: list[str] | None, profile: str, folder: Path,
         missing = [m for m in methods if m in TRAINED and not checkpoint_path(m, profile, folder).is_file()]
         if missing:
             names = ", ".join(checkpoint_path(m, profile, folder).name for m in missing)
-            raise VosLabError(f"no checkpoint for {', '.join(missing)} in {folder} ({names}); train it: {how}")
+            raise VosLabError(f"no checkpoint for {', '.join(missing)} in {where} ({names}); train it: {how}")
         chosen = list(dict.fromkeys(methods))
     else:
         chosen = [m for m in METHODS if m in BASELINES or checkpoint_path(m, profile, folder).is_file()]
         missing = [m for m in TRAINED if m not in chosen]
         if missing:
-            say(f"not benchmarked, no checkpoint in {folder}: {', '.join(missing)} (train them: {how})")
+            say(f"not benchmarked, no checkpoint in {where}: {', '.join(missing)} (train them: {how})")
     return {m: None if m in BASELINES else checkpoint_path(m, profile, folder) for m in chosen}
 
 
@@ -113,7 +100,8 @@ def features_key(method: str, path: Path | None) -> dict:
     if path is None:
         return {"features": method}
     config = load_checkpoint(path).get("config", {})
-    _, name, variant = TRAINED[method]
+    model = zoo.MODELS[TRAINED[method]]
+    name, variant = model.method, model.options.get("variant")
     if config.get("method") != name or (variant and config.get("variant") != variant):
         found = config.get("method") if not variant else f"{config.get('method')} {config.get('variant')}"
         raise VosLabError(f"{path}: holds {found}, not {method} (a checkpoint of another method under its name)")
@@ -284,7 +272,7 @@ def run_benchmark(out: str | Path, profile: str | None = None, methods: list[str
     the masks and tables under `out` and return them. Everything is checked before any work or any file is
     written; what is cached under `out` with the same key is reused."""
     profile_name = get_profile(profile).name
-    folder = checkpoint_folder(profile_name, checkpoints)
+    folder = Path(checkpoints).expanduser().resolve() if checkpoints not in (None, "") else None
     chosen = select_methods(methods, profile_name, folder, say)
     keys = {method: features_key(method, path) for method, path in chosen.items()}
     dataset = open_dataset(davis, split, frames)
@@ -348,7 +336,7 @@ def _collect(out: Path, chosen: dict[str, Path | None], keys: dict, videos: list
                      "sha256": key["sha256"] if isinstance(key, dict) else ""})
     setup = {"davis": str(dataset.root), "split": dataset.split, "sequences": [s.name for s in videos],
              "frames": dataset.max_frames, "protocol": asdict(config), "profile": profile,
-             "checkpoints": str(folder), "device": device.type, "out": str(out)}
+             "device": device.type, "out": str(out)}
     return Benchmark(rows, per_sequence, setup)
 
 

@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", help="comma-separated subset of the split (default: all)")
     p.add_argument("--frames", type=int, help="the first N frames of each sequence (default: all)")
     p.add_argument("--checkpoints", type=Path,
-                   help="folder of the trained checkpoints (default: $VOS_LAB_ZOO, else the course's zoo/<profile> "
-                        "when present, else its checkpoints/)")
+                   help="folder of the trained checkpoints (default: each from the model zoo when it holds it, "
+                        "else from the course's checkpoints/)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--out", type=Path, required=True,
                    help="folder: <method>/<seq>/<frame>.png, benchmark.csv, per_sequence.csv, benchmark.json")
