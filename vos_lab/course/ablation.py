@@ -129,6 +129,7 @@ class AblationWidget:
         self.method, self.options = self._method(method), {}
         self.knobs = {name: option.default for name, option in KNOBS.items()}
         self._keys: dict[tuple, dict | None] = {}  # checkpoint path, size, mtime -> its key when finished
+        self._configs: dict[str, dict] = {}  # method and options -> the method's config (`variant`)
         self.label, self.output, self._component_box = None, None, None  # the live widget's (`interactive`)
         self.current = self.cached()
 
@@ -159,9 +160,12 @@ class AblationWidget:
     def variant(self, options: dict[str, Value] | None = None) -> dict:
         """What the variant's checkpoint depends on: the whole method config (the profile's sizes, the short
         run's and the chosen `options`, default: the current ones), training steps, data and seed."""
-        profile = dataclasses.replace(self.profile, train_steps=self.steps)  # as train_from_profile sizes it
-        config = method_for_profile(self.method, profile, **self._training_options(options)).config
-        return {"config": config, "steps": self.steps, "data": self.sources, "seed": self.session.seed}
+        options = self._training_options(options)
+        memo = json.dumps([self.method, options], sort_keys=True)
+        if memo not in self._configs:  # building the method checks the options (an INO ViT takes seconds)
+            profile = dataclasses.replace(self.profile, train_steps=self.steps)  # as train_from_profile sizes it
+            self._configs[memo] = method_for_profile(self.method, profile, **options).config
+        return {"config": self._configs[memo], "steps": self.steps, "data": self.sources, "seed": self.session.seed}
 
     def checkpoint_path(self) -> Path:
         return self.checkpoints / f"{self.method}-{_digest(self.variant())}.pt"
