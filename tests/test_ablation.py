@@ -185,3 +185,20 @@ def test_controls_follow_the_method(davis, folders):
     w.on_control({"owner": w._component_box.children[0], "new": "rgb"})
     assert w.options == {"variant": "rgb"} and "colourisation (variant=rgb)" in w.label.value
     assert box.children[-1] is w.output
+
+
+def test_a_refused_change_in_the_live_widget_is_shown_and_the_controls_go_back(davis, folders):
+    w = widget(davis, folders, method="ino")
+    w.interactive()
+    w.toggle("out-generative", False)
+    w.toggle("in-generative", False)
+    shown = w.summary()
+    last = next(c for c in w._component_box.children if c.description == "affinity consistency")
+    last.value = False  # the last loss off: INO refuses
+    assert w.label.value == "<b>error: ino: every loss is off</b>"
+    assert w.options == {"out_generative": False, "in_generative": False} and w.summary() == shown
+    assert [c.value for c in w._component_box.children] == [False, False, True]
+    quiet = widget(davis, folders, method="ino")  # without the live widget: the error itself
+    quiet.options = dict(w.options)
+    with pytest.raises(VosLabError, match="every loss is off"):
+        quiet.on_control({"owner": SimpleNamespace(description="affinity consistency"), "new": False})

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import html
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -341,17 +342,25 @@ class AblationWidget:
         return self.run()
 
     def on_control(self, change: dict) -> None:
-        """ipywidgets `observe(..., names="value")`: the control's description names what it sets."""
+        """ipywidgets `observe(..., names="value")`: the control's description names what it sets. In the live
+        widget a change the method refuses (e.g. INO's last loss off) is shown on the J&F line, and the
+        component controls go back to the state, which is unchanged."""
         description, value = change["owner"].description, change["new"]
         knobs = {text: name for name, text in KNOB_NAMES.items()}
-        if description == "method":
-            self.set_method(value)
-        elif description in knobs:
-            self.set_knob(knobs[description], value)
-        elif description in COMPONENTS[self.method]:
-            self.toggle(description, value)
-        else:
-            self.set_option(description, value)
+        try:
+            if description == "method":
+                self.set_method(value)
+            elif description in knobs:
+                self.set_knob(knobs[description], value)
+            elif description in COMPONENTS[self.method]:
+                self.toggle(description, value)
+            else:
+                self.set_option(description, value)
+        except VosLabError as error:
+            if self.label is None:
+                raise
+            self._rebuild_components()
+            self.label.value = f"<b>error: {html.escape(str(error))}</b>"
 
     # ------------------------------------------------------------------------------ drawing
     def summary(self) -> str:
@@ -399,7 +408,7 @@ class AblationWidget:
 
     def _show(self) -> None:
         if self.label is not None:
-            self.label.value = f"<b>{self.summary().replace('&', '&amp;')}</b>"
+            self.label.value = f"<b>{html.escape(self.summary())}</b>"
         if self.output is not None:
             from IPython.display import display
 
