@@ -149,6 +149,18 @@ def test_bad_input_is_one_line_and_changes_nothing(davis, folders, monkeypatch, 
     assert files(folders["runs"].parent) == before
 
 
+def test_an_unknown_method_writes_nothing(davis, tmp_path):
+    with pytest.raises(VosLabError, match="^unknown method 'resnet' "):
+        widget(davis, {"checkpoints": tmp_path / "c", "runs": tmp_path / "r"}, method="resnet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temperature_is_kept_to_three_digits_so_one_value_is_one_run(davis, folders):
+    w = widget(davis, folders)
+    w.set_knob("temperature", 10 ** -0.9999999999)  # where a log slider lands
+    assert w.knobs["temperature"] == 0.1 and "default protocol" in w.summary()
+
+
 def test_every_component_and_choice_is_an_option_of_its_method():
     assert set(ablation.COMPONENTS) == set(METHODS)
     for method, components in ablation.COMPONENTS.items():
@@ -161,8 +173,14 @@ def test_every_component_and_choice_is_an_option_of_its_method():
 def test_static_figure_has_a_title_labelled_axes_and_a_bar_per_cached_run(davis, folders):
     w = widget(davis, folders)
     w.run()
+    damaged = folders["runs"] / "smoke" / "corrflow-0" / "scores-0"
+    damaged.mkdir(parents=True)
+    (damaged / "manifest.json").write_text("{not json")  # not a cached run, and no error either
     runs = w.cached_runs()
     assert w.current.label in runs and len(runs) >= 3  # the runs of the tests before
+    w.sources = ["elsewhere"]  # runs trained on other data are not this widget's
+    assert w.cached_runs() == {}
+    w.sources = ["embedded"]
     fig = w.static_figure()
     bars, *panels = fig.axes
     assert fig._suptitle.get_text().startswith("Ablation: J&F")

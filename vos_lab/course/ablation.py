@@ -126,8 +126,8 @@ class AblationWidget:
         self.checkpoints = Path(checkpoints or HOME / "checkpoints" / "ablation") / self.profile.name
         self.runs = Path(runs or HOME / "runs" / "ablation") / self.profile.name
         self.progress = progress
-        self.dataset, self.names = self._subset()
         self.method, self.options = self._method(method), {}
+        self.dataset, self.names = self._subset()
         self.knobs = {name: option.default for name, option in KNOBS.items()}
         self._keys: dict[tuple, dict | None] = {}  # checkpoint path, size, mtime -> its key when finished
         self._configs: dict[str, dict] = {}  # method and options -> the method's config (`variant`)
@@ -148,11 +148,10 @@ class AblationWidget:
         return dataset, dataset.names[: self.profile.eval_sequences]
 
     @staticmethod
-    def _method(name: str) -> str:
-        name = method_name(name) if isinstance(name, str) else name
-        if name not in METHODS:
+    def _method(name: object) -> str:
+        if not isinstance(name, str) or method_name(name) not in METHODS:
             raise VosLabError(f"unknown method {name!r} (choose {', '.join(METHODS)})")
-        return name
+        return method_name(name)
 
     def _training_options(self, options: dict[str, Value] | None = None) -> dict[str, Value]:
         short = SHORT_RUN.get(self.method)
@@ -284,16 +283,21 @@ class AblationWidget:
 
     def cached_runs(self) -> dict[str, float]:
         """{label: J&F} of every complete run on this subset whose checkpoint is still the one it scored."""
-        found = {}
+        found, here = {}, [str(self.dataset.root), self.names, self.profile.eval_max_frames, self.sources,
+                           self.steps, self.session.seed]
         for manifest in sorted(self.runs.glob(f"*/scores-*/{MANIFEST}")):
-            key = json.loads(manifest.read_text())["key"]
-            if [key["dataset"], key["sequences"], key["max_frames"]] != [str(self.dataset.root), self.names,
-                                                                         self.profile.eval_max_frames]:
+            try:
+                key = json.loads(manifest.read_text())["key"]
+                variant = key["variant"]
+                if [key["dataset"], key["sequences"], key["max_frames"], variant["data"], variant["steps"],
+                        variant["seed"]] != here:
+                    continue
+                if self._trained_key(self.checkpoints / f"{manifest.parent.parent.name}.pt") != key["checkpoint"]:
+                    continue
+                record = json.loads((manifest.parent / "scores.json").read_text())
+                found[record["label"]] = record["scores"]["J&F-Mean"]
+            except (OSError, ValueError, KeyError, TypeError, VosLabError):  # damaged or foreign: not a cached run
                 continue
-            if self._trained_key(self.checkpoints / f"{manifest.parent.parent.name}.pt") != key["checkpoint"]:
-                continue
-            record = json.loads((manifest.parent / "scores.json").read_text())
-            found[record["label"]] = record["scores"]["J&F-Mean"]
         return found
 
     # ------------------------------------------------------------------------------ handlers
@@ -336,7 +340,10 @@ class AblationWidget:
         """One knob of the protocol (`KNOBS`); the variant is not retrained."""
         if name not in KNOBS:
             raise VosLabError(f"unknown protocol knob {name!r} (known: {', '.join(KNOBS)})")
-        knobs = {**self.knobs, name: KNOBS[name].check(f"knob {name}", value)}
+        value = KNOBS[name].check(f"knob {name}", value)
+        if isinstance(value, float):  # 3 significant digits (a log slider's steps): one value, one run
+            value = float(f"{value:.3g}")
+        knobs = {**self.knobs, name: value}
         self.protocol(knobs)  # an invalid combination is an error before anything changes
         self.knobs = knobs
         return self.run()
