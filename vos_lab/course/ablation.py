@@ -255,6 +255,8 @@ class AblationWidget:
             else:
                 method = load_method(path)
             checkpoint = self._trained_key(path)
+            if checkpoint is None:  # e.g. replaced meanwhile by a run of other steps (another process)
+                raise VosLabError(f"{path}: training stopped before {self.steps} steps")
             bar.update(1)
             bar.set_postfix_str("propagate")
             encoder = method.frame_encoder().to(device).eval()
