@@ -1,13 +1,16 @@
-"""The affinity explorer and the rendered lecture, tested where students use them: a real headless Chromium.
+"""The affinity explorer, the ablation widget and the rendered lecture, tested where students use them: a real
+headless Chromium.
 
 A JupyterLab 4 server (127.0.0.1, random port and token, everything in a temporary folder) opens a copy of
 chapter 1 with PROFILE="smoke" and INTERACTIVE=True injected after its parameters cell (as papermill does),
 runs all cells, then clicks an object pixel of the explorer's target frame and moves its sliders, reading the
 result back from the kernel and from the page. Meanwhile `python -m vos_lab lectures` renders chapter 1 in the
-smoke profile; its HTML is opened from disk. Chromium comes from the distribution (`make test` installs it as
+smoke profile; its HTML is opened from disk. Another server opens a small notebook with chapter 7's ablation
+widget (smoke profile, a small DAVIS folder), moves a knob and switches a component off, and reads the J&F line
+from the page and the kernel. Chromium comes from the distribution (`make test` installs it as
 root when missing), Playwright drives it through `executable_path`, nothing is downloaded. Select these tests
 with `-m browser`; a screenshot of the page is kept in $VOS_LAB_ARTIFACTS (default: a temporary folder) when
-one fails, and one of the explorer after the click always.
+one fails, and one of the explorer after the click and of the ablation widget always.
 """
 
 from __future__ import annotations
