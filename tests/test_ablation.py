@@ -149,10 +149,21 @@ def test_bad_input_is_one_line_and_changes_nothing(davis, folders, monkeypatch, 
     assert files(folders["runs"].parent) == before
 
 
-def test_an_unknown_method_writes_nothing(davis, tmp_path):
+def test_an_unknown_method_or_bad_steps_write_nothing(davis, tmp_path):
     with pytest.raises(VosLabError, match="^unknown method 'resnet' "):
         widget(davis, {"checkpoints": tmp_path / "c", "runs": tmp_path / "r"}, method="resnet")
+    with pytest.raises(VosLabError, match="^ablation steps=0: expected an integer >= 1"):
+        widget(davis, {"checkpoints": tmp_path / "c", "runs": tmp_path / "r", "steps": 0})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_steps_set_the_training_of_each_variant(davis, folders, monkeypatch):
+    w = widget(davis, {**folders, "steps": 1})
+    train = Calls(ablation.train_from_profile)
+    monkeypatch.setattr(ablation, "train_from_profile", train)
+    run = w.run()
+    assert [kwargs["steps"] for _, kwargs in train.calls] == [1] and w.checkpoint_path().is_file()
+    assert run.masks.parent.name == w.checkpoint_path().stem != widget(davis, folders).checkpoint_path().stem
 
 
 def test_temperature_is_kept_to_three_digits_so_one_value_is_one_run(davis, folders):

@@ -20,7 +20,7 @@ Cell for chapter 7's `## Ablations` (`lab` is the setup cell's session, SOURCES 
 
     from vos_lab.course.ablation import AblationWidget
 
-    ablation = AblationWidget(lab, SOURCES, method="corrflow")
+    ablation = AblationWidget(lab, SOURCES, method="corrflow")  # steps=N: other than P.ablation_steps
     ablation.run()                      # the base variant: trains P.ablation_steps steps once, then cached
     ablation.set_knob("radius", 4)      # a protocol change: propagates again, no training
     if INTERACTIVE:
@@ -89,6 +89,7 @@ KNOBS: dict[str, Option] = {
     "adapt": Option(False, "online adaptation of a U-Net per video (chapter 4)"),
 }
 SWITCH = Option(True, "a component on (True) or off (False)")
+STEPS = Option(1, "training steps of each variant", at_least=1)
 KNOB_NAMES = {"topk": "top-k", "radius": "radius", "context": "context", "temperature": "temperature",
               "memory": "memory", "adapt": "online adaptation"}  # knob -> its control's description
 
@@ -116,13 +117,17 @@ class AblationRun:
 
 
 class AblationWidget:
-    """Ablations of one method at a time on the profile's evaluation subset (module docstring)."""
+    """Ablations of one method at a time on the profile's evaluation subset (module docstring). `sources`: the
+    training data (`training_sources`); `steps`: each variant's training (default: the profile's
+    `ablation_steps`); `checkpoints` and `runs`: where variants and runs are kept (default: under the course's
+    working folder, `checkpoints/ablation/<profile>` and `runs/ablation/<profile>`)."""
 
     def __init__(self, session: Session, sources: list[str] | None = None, method: str = "corrflow", *,
-                 checkpoints: Path | None = None, runs: Path | None = None, progress: bool = True) -> None:
+                 steps: int | None = None, checkpoints: Path | None = None, runs: Path | None = None,
+                 progress: bool = True) -> None:
         self.session, self.profile = session, session.profile
         self.sources = list(sources or ["embedded"])
-        self.steps = self.profile.ablation_steps
+        self.steps = STEPS.check("ablation steps", self.profile.ablation_steps if steps is None else steps)
         self.checkpoints = Path(checkpoints or HOME / "checkpoints" / "ablation") / self.profile.name
         self.runs = Path(runs or HOME / "runs" / "ablation") / self.profile.name
         self.progress = progress
