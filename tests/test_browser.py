@@ -1,17 +1,21 @@
-"""The affinity explorer and the rendered lecture, tested where students use them: a real headless Chromium.
+"""The affinity explorer, the ablation widget and the rendered lecture, tested where students use them: a real
+headless Chromium.
 
 A JupyterLab 4 server (127.0.0.1, random port and token, everything in a temporary folder) opens a copy of
 chapter 1 with PROFILE="smoke" and INTERACTIVE=True injected after its parameters cell (as papermill does),
 runs all cells, then clicks an object pixel of the explorer's target frame and moves its sliders, reading the
 result back from the kernel and from the page. Meanwhile `python -m vos_lab lectures` renders chapter 1 in the
-smoke profile; its HTML is opened from disk. Chromium comes from the distribution (`make test` installs it as
+smoke profile; its HTML is opened from disk. Another server opens a small notebook with chapter 7's ablation
+widget (smoke profile, a small DAVIS folder), moves a knob and switches a component off, and reads the J&F line
+from the page and the kernel. Chromium comes from the distribution (`make test` installs it as
 root when missing), Playwright drives it through `executable_path`, nothing is downloaded. Select these tests
 with `-m browser`; a screenshot of the page is kept in $VOS_LAB_ARTIFACTS (default: a temporary folder) when
-one fails, and one of the explorer after the click always.
+one fails, and one of the explorer after the click and of the ablation widget always.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -22,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -30,6 +34,8 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 from playwright.sync_api import Locator, Page, expect, sync_playwright
+
+from tests.helpers import write_davis2017
 
 pytestmark = pytest.mark.browser
 
@@ -110,14 +116,10 @@ def browser() -> Iterator:
         instance.close()
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, lecture) -> Iterator[str]:
-    """A JupyterLab server on 127.0.0.1 with a random port and token, serving a folder that holds chapter 1 with
-    the smoke profile and live widgets; yields the notebook's URL."""
-    root = tmp_path_factory.mktemp("lab")
-    notebook = parameterize_notebook(load_notebook_node(str(CHAPTER)), {"PROFILE": "smoke", "INTERACTIVE": True},
-                                     kernel_name="python3", language="python")
-    nbformat.write(notebook, root / CHAPTER.name)
+@contextlib.contextmanager
+def jupyter_lab(root: Path) -> Iterator[Callable[[str], str]]:
+    """A JupyterLab server on 127.0.0.1 with a random port and token, serving `root` (with the course's lab
+    settings); yields notebook name -> its URL."""
     for name, settings in LAB_SETTINGS.items():
         (root / ".settings" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / ".settings" / name).write_text(json.dumps(settings))
@@ -142,13 +144,27 @@ def lab(tmp_path_factory, lecture) -> Iterator[str]:
                 server.kill()
                 pytest.fail(f"JupyterLab did not start: {(root / '.server.log').read_text()[-2000:]}", pytrace=False)
             time.sleep(0.3)
-    yield f"{base}/lab/tree/{CHAPTER.name}?token={token}&reset"
-    server.terminate()
     try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+        yield lambda notebook: f"{base}/lab/tree/{notebook}?token={token}&reset"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, lecture) -> Iterator[str]:
+    """JupyterLab serving a folder that holds chapter 1 with the smoke profile and live widgets; yields the
+    notebook's URL."""
+    root = tmp_path_factory.mktemp("lab")
+    notebook = parameterize_notebook(load_notebook_node(str(CHAPTER)), {"PROFILE": "smoke", "INTERACTIVE": True},
+                                     kernel_name="python3", language="python")
+    nbformat.write(notebook, root / CHAPTER.name)
+    with jupyter_lab(root) as url:
+        yield url(CHAPTER.name)
 
 
 class Console:
@@ -167,8 +183,9 @@ def kept_screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def run_all(page: Page, timeout: float = 240) -> None:
-    """Run every cell (JupyterLab's own command) and wait until each code cell has run; fail on an error."""
+def run_all(page: Page, timeout: float = 240, name: str = "chapter 1") -> None:
+    """Run every cell (JupyterLab's own command) and wait until each code cell has run; fail on an error
+    (`name`: the notebook, in messages)."""
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.sessionContext?.session?.kernel", timeout=60_000)
     page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
@@ -178,11 +195,11 @@ def run_all(page: Page, timeout: float = 240) -> None:
     while True:
         progress = page.evaluate(PROGRESS_JS)
         if progress["error"]:
-            pytest.fail(f"chapter 1 failed in JupyterLab: {progress['error']}", pytrace=False)
+            pytest.fail(f"{name} failed in JupyterLab: {progress['error']}", pytrace=False)
         if progress["done"] == progress["code"]:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"chapter 1 ran {progress['done']} of {progress['code']} code cells in {timeout} s")
+            pytest.fail(f"{name} ran {progress['done']} of {progress['code']} code cells in {timeout} s")
         time.sleep(0.5)
 
 
@@ -335,6 +352,69 @@ def test_rendered_lecture_shows_the_static_explorer_without_click_instructions(b
         assert not console.errors, console.errors
     except BaseException:
         print(f"screenshot: {kept_screenshot(page, 'lecture-failure.png')}")
+        raise
+    finally:
+        page.close()
+
+
+# A notebook with the ablation widget as chapter 7 uses it: the setup cell, then the widget on a small DAVIS folder.
+ABLATION_CELLS = [
+    'PROFILE = "smoke"\nSEED = 0\nDATA_ROOT = {davis!r}\nDEVICE = "cpu"\nINTERACTIVE = True\nPROFILE_SET = {{}}',
+    "from vos_lab.course.ablation import AblationWidget\nfrom vos_lab.course.notebook import setup\n\n"
+    "lab = setup(globals())",
+    'ablation = AblationWidget(lab, ["embedded"], method="corrflow")\nablation.run()\n'
+    "display(ablation.interactive()) if INTERACTIVE else ablation.static_figure();",
+]
+ABLATION_STATE = """import json as _json
+print(_json.dumps({"knobs": ablation.knobs, "options": ablation.options, "summary": ablation.summary()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def ablation_lab(tmp_path_factory) -> Iterator[str]:
+    """JupyterLab serving a small notebook that shows the ablation widget live; yields the notebook's URL."""
+    root = tmp_path_factory.mktemp("ablation-lab")
+    davis = write_davis2017(root / ".davis", frames=4, size=(48, 64))
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell.format(davis=str(davis)))
+                                               for cell in ABLATION_CELLS])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, root / "ablation.ipynb")
+    with jupyter_lab(root) as url:
+        yield url("ablation.ipynb")
+
+
+def test_ablation_widget_in_jupyterlab_follows_knobs_and_components(browser, ablation_lab):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    console = Console(page)
+    try:
+        page.goto(ablation_lab)
+        run_all(page, timeout=120, name="the ablation notebook")
+        label = page.locator(".widget-html", has_text="J&F").first
+        label.wait_for(state="visible")
+        first = label.inner_text()
+        assert first.startswith("J&F ") and "corrflow (base) | default protocol" in first, first
+        assert page.locator(".jp-OutputArea-output img").count() >= 1  # the figure under the controls
+
+        handle = slider(page, "top-k").locator(".noUi-handle")
+        handle.focus()
+        for _ in range(3):
+            handle.press("ArrowRight")
+        expect(slider(page, "top-k").locator(".widget-readout")).to_have_text("8")
+        expect(label).to_contain_text("top-k 8", timeout=30_000)  # the J&F of the new protocol
+        state = kernel(page, ABLATION_STATE)
+        assert state["knobs"]["topk"] == 8 and state["options"] == {}
+        assert label.inner_text() == state["summary"] != first
+
+        page.locator(".widget-checkbox", has_text="cycle consistency").locator("input").click()
+        expect(label).to_contain_text("corrflow (cycle_weight=0) | top-k 8", timeout=60_000)  # a new variant
+        state = kernel(page, ABLATION_STATE)
+        assert state["options"] == {"cycle_weight": 0.0} and label.inner_text() == state["summary"]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "ablation_widget.png", full_page=True)
+        errors = [e for e in console.errors if "favicon" not in e]
+        assert not errors, errors
+    except BaseException:
+        print(f"screenshot: {kept_screenshot(page, 'ablation-failure.png')}")
         raise
     finally:
         page.close()
