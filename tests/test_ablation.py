@@ -231,3 +231,19 @@ def test_a_refused_change_in_the_live_widget_is_shown_and_the_controls_go_back(d
     quiet.options = dict(w.options)
     with pytest.raises(VosLabError, match="every loss is off"):
         quiet.on_control({"owner": SimpleNamespace(description="affinity consistency"), "new": False})
+
+
+def test_a_variant_a_chapter_trained_is_reused_not_trained_again(davis, tmp_path, monkeypatch):
+    """Chapter 3 trains CorrFlow's ablations: the widget's corrflow base (the same config, data, seed and steps)
+    is that checkpoint, copied, not a second training run."""
+    from vos_lab import zoo
+
+    monkeypatch.setenv("VOS_LAB_HOME", str(tmp_path / "home"))  # no model zoo there
+    monkeypatch.delenv(zoo.ZOO_VAR, raising=False)
+    monkeypatch.setattr(ablation, "HOME", tmp_path / "home")
+    chapter = zoo.trained("ch03-ablation-base", get_profile("smoke"), ["embedded"], folder=tmp_path / "home" /
+                          "checkpoints", device="cpu", progress=False)
+    w = widget(davis, {"checkpoints": tmp_path / "widget", "runs": tmp_path / "runs"})
+    monkeypatch.setattr(ablation, "train_from_profile", Calls())  # training would fail the test
+    run = w.run()
+    assert 0 <= run.jf <= 1 and w.checkpoint_path().read_bytes() == chapter.path.read_bytes()

@@ -253,6 +253,22 @@ def checkpoint(key: str, profile: Profile, folder: Path, zoo: Path | None = None
     return _zoo_file(key, profile, zoo) or Path(folder) / checkpoint_name(key, profile)
 
 
+def same_run(method: Method, config: TrainConfig, profile: Profile, folder: Path) -> Path | None:
+    """A finished checkpoint of one of the chapters' models that is this very run (method config, data, seed, batch
+    size, steps): the zoo's (SHA-256 checked), else the one a chapter trained into `folder`; None when there is none.
+    So a run asked elsewhere (the ablation widget) loads what a chapter trained instead of training it again."""
+    for key, spec in MODELS.items():
+        if spec.method != method.name or not spec.in_profile(profile):
+            continue
+        for path in (_zoo_file(key, profile, None), Path(folder) / checkpoint_name(key, profile)):
+            if path is not None and path.is_file():
+                state = load_checkpoint(path)
+                stamp = training_stamp(config)
+                if checkpoint_mismatch(state, method.config, stamp, config.steps) is None and finished(state, config):
+                    return path
+    return None
+
+
 # -------------------------------------------------------------------------------------------- build
 def dev_jf(encoder, davis: Path | None, profile: Profile) -> dict | None:
     """J&F, J and F of a FrameEncoder on the profile's evaluation subset of `davis` (the chapters' protocol

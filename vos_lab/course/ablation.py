@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import html
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
+from vos_lab import zoo
 from vos_lab.adaptation import AdaptConfig
 from vos_lab.cache import MANIFEST, reuse_or_compute, stale_reason
 from vos_lab.course.notebook import HOME, Session, cached_predictions, checkpoint_key, eval_subset
@@ -57,7 +59,7 @@ from vos_lab.options import Option, Value
 from vos_lab.paths import atomic_path
 from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig
 from vos_lab.training.checkpoints import load_checkpoint, load_method
-from vos_lab.training.run import method_for_profile, train_from_profile
+from vos_lab.training.run import method_for_profile, profile_run, train_from_profile
 
 # method -> component -> the options that switch it off (the ablations of chapters 3-6; on: the method's own)
 COMPONENTS: dict[str, dict[str, dict[str, Value]]] = {
@@ -246,6 +248,18 @@ class AblationWidget:
         self._show()
         return found
 
+    def _reuse_a_chapters_model(self, path: Path) -> None:
+        """Copy into `path` the zoo's or a chapter's checkpoint of this very variant, if there is one (chapter 3
+        trains CorrFlow's ablations, chapter 5 ContrastCorr's): said in one line."""
+        method, config = profile_run(self.method, self.profile, self.sources, steps=self.steps, minutes=None,
+                                     seed=self.session.seed, **self._training_options())
+        found = zoo.same_run(method, config, self.profile, HOME / "checkpoints")
+        if found is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                shutil.copyfile(found, tmp)
+            print(f"ablation: {self.label_text()}: trained already ({found.name}), reused")
+
     def _compute(self) -> AblationRun:
         path, device = self.checkpoint_path(), self.session.device
         masks, adapted, scores = self._folders()
@@ -253,6 +267,8 @@ class AblationWidget:
         stages = ["train", "propagate"] + ["adapt"] * bool(adapt) + ["score"]
         with tqdm(stages, desc=f"ablation {self.method}", unit="stage", disable=not self.progress) as bar:
             bar.set_postfix_str("train")
+            if self._trained_key(path) is None:
+                self._reuse_a_chapters_model(path)
             if self._trained_key(path) is None:
                 method = train_from_profile(self.method, self.profile, path, self.sources, steps=self.steps,
                                             minutes=None, seed=self.session.seed, device=str(device),
