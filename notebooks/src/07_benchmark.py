@@ -22,6 +22,9 @@ DEVICE = "auto"  # "auto", "cpu" or "cuda"
 INTERACTIVE = False  # True in JupyterLab for live widgets; False for papermill / nbval
 PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectures --set)
 CHECKPOINTS = None  # folder of the trained checkpoints; None: as the benchmark command (the zoo, else checkpoints/)
+TRAIN_DATA = None  # None: the real clips the course's tables used when present ($VOS_LAB_DATA/videos, else
+# ../shared/data/videos), else "embedded" (synthetic + bundled clips); or folders of videos/frames, comma-separated
+ABLATION_METHOD = "corrflow"  # the method the ablation widget starts with (section 6)
 
 # %% [markdown]
 # ## Setup
@@ -36,7 +39,16 @@ import numpy as np
 from vos_lab.benchmark import read_benchmark, run_benchmark
 from vos_lab.cache import reuse_or_compute
 from vos_lab.course import exercises, plots
-from vos_lab.course.notebook import HOME, changes_table, eval_subset, score_table, setup, show_markdown
+from vos_lab.course.ablation import AblationWidget
+from vos_lab.course.notebook import (
+    HOME,
+    changes_table,
+    eval_subset,
+    score_table,
+    setup,
+    show_markdown,
+    training_sources,
+)
 from vos_lab.course.widgets import AffinityExplorer
 from vos_lab.data.davis import DavisDataset
 from vos_lab.data.synthetic import write_synthetic_davis
@@ -44,8 +56,9 @@ from vos_lab.evaluation import read_results
 from vos_lab.features import build_encoder
 from vos_lab.training.checkpoints import load_checkpoint
 
-lab = setup(globals(), CHECKPOINTS=(str, None))
+lab = setup(globals(), CHECKPOINTS=(str, None), TRAIN_DATA=(str, None), ABLATION_METHOD=str)
 P = lab.profile
+SOURCES = training_sources(TRAIN_DATA, P)  # TRAIN_DATA None: see default_training_data (the ablation widget trains)
 SMOKE = P.name == "smoke"
 CLI_OUT = HOME / "benchmark" / P.name  # where `python -m vos_lab benchmark --profile <profile>` writes by default
 RUNS = HOME / "runs" / "ch07" / P.name  # this chapter's own run, when the command's results are absent
@@ -203,9 +216,26 @@ ax.legend(fontsize=8)
 print("on the front, cheapest first:", ", ".join(front))
 
 # %% [markdown]
-# ## Ablations
-# *The ablation widget comes here: pick a method, toggle its components and the protocol's settings, and see
-# J&F and the masks change.*
+# ## 6. Ablations without writing code
+# Each method chapter switched one component off at a time. The ablation widget does it for any method: pick the
+# method, toggle its components (the `--option` switches of its chapter: CorrFlow's scheduled sampling and cycle,
+# the momentum encoder, ContrastCorr's inter-video terms, INO's three losses) and the protocol's knobs (top-k,
+# radius, context, temperature, memory layout, online adaptation). A run already computed shows at once; a new one
+# trains the variant for the profile's `ablation_steps` (a variant a chapter trained is reused: chapter 3's
+# CorrFlow ablations here) and propagates it on the evaluation subset, with a progress bar. A protocol change
+# never retrains. Rendered, the cell shows every cached run's J&F and the current run's masks.
+
+# %%
+ablation = AblationWidget(lab, SOURCES, method=ABLATION_METHOD)
+ablation.run()  # the base variant, with the protocol's defaults
+ablation.set_knob("radius", 4)  # a protocol change: propagated again, not trained
+if INTERACTIVE:
+    display(ablation.interactive())  # noqa: F821 (IPython)
+else:
+    ablation.static_figure();
+
+# %%
+assert ablation.current is not None and 0 <= ablation.current.jf <= 1
 
 # %% [markdown]
 # ## Our numbers beside the published ones
