@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from helpers import write_davis2017
 
-from tests.helpers import write_davis2017
 from vos_lab.course import ablation
 from vos_lab.course.ablation import AblationWidget
 from vos_lab.course.notebook import Session

@@ -31,11 +31,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import write_davis2017
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 from playwright.sync_api import Locator, Page, expect, sync_playwright
-
-from tests.helpers import write_davis2017
 
 pytestmark = pytest.mark.browser
 
