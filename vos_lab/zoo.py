@@ -34,8 +34,8 @@ from vos_lab.evaluation import validation_jf
 from vos_lab.methods.base import Method
 from vos_lab.paths import ZOO_VAR, atomic_path, course_home, writable_dir
 from vos_lab.profiles import Profile
-from vos_lab.training.checkpoints import checkpoint_mismatch, load_checkpoint
-from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, finished, loaded, training_stamp
+from vos_lab.training.checkpoints import load_checkpoint
+from vos_lab.training.loop import Evaluate, TrainConfig, TrainResult, finished_as_asked, loaded
 from vos_lab.training.run import profile_run, train_from_profile
 
 FORMAT = "vos_lab-zoo-1"
@@ -205,10 +205,7 @@ class Asked:
 
     def mismatch(self, state: dict) -> str | None:
         """Why the checkpoint `state` is not a finished run as asked (None: it is)."""
-        reason = checkpoint_mismatch(state, self.method.config, training_stamp(self.config), self.config.steps)
-        if reason is None and not finished(state, self.config):
-            reason = f"unfinished: {state['step']} of {self.config.steps} steps"
-        return reason
+        return finished_as_asked(state, self.method, self.config)
 
 
 def _zoo_file(key: str, profile: Profile, zoo: Path | None) -> Path | None:
@@ -262,9 +259,7 @@ def same_run(method: Method, config: TrainConfig, profile: Profile, folder: Path
             continue
         for path in (_zoo_file(key, profile, None), Path(folder) / checkpoint_name(key, profile)):
             if path is not None and path.is_file():
-                state = load_checkpoint(path)
-                stamp = training_stamp(config)
-                if checkpoint_mismatch(state, method.config, stamp, config.steps) is None and finished(state, config):
+                if finished_as_asked(load_checkpoint(path), method, config) is None:
                     return path
     return None
 

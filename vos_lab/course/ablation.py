@@ -59,6 +59,7 @@ from vos_lab.options import Option, Value
 from vos_lab.paths import atomic_path
 from vos_lab.propagation import MEMORY_LAYOUTS, PropagationConfig
 from vos_lab.training.checkpoints import load_checkpoint, load_method
+from vos_lab.training.loop import TrainConfig, finished
 from vos_lab.training.run import method_for_profile, profile_run, train_from_profile
 
 # method -> component -> the options that switch it off (the ablations of chapters 3-6; on: the method's own)
@@ -204,9 +205,8 @@ class AblationWidget:
         stat = path.stat()
         memo = (str(path), stat.st_size, stat.st_mtime_ns)
         if memo not in self._keys:
-            state, cap = load_checkpoint(path), self.profile.train_minutes  # train_from_profile's time cap
-            finished = state["step"] >= self.steps or (cap is not None and state["seconds"] >= 60 * cap)
-            self._keys[memo] = checkpoint_key(path) if finished else None
+            budget = TrainConfig(self.steps, self.profile.batch_size, self.profile.train_minutes)  # as trained
+            self._keys[memo] = checkpoint_key(path) if finished(load_checkpoint(path), budget) else None
         return self._keys[memo]
 
     def _run_key(self, checkpoint: dict) -> dict:

@@ -96,6 +96,15 @@ def finished(state: dict, config: TrainConfig) -> bool:
     return state["step"] >= config.steps or (config.minutes is not None and state["seconds"] >= config.minutes * 60)
 
 
+def finished_as_asked(state: dict, method: Method, config: TrainConfig) -> str | None:
+    """Why the checkpoint `state` is not a finished run of `method` trained as `config` asks (method config, data,
+    seed, batch size, its budget used up); None when it is."""
+    reason = checkpoint_mismatch(state, method.config, training_stamp(config), config.steps)
+    if reason is None and not finished(state, config):
+        reason = f"unfinished: {state['step']} of {config.steps} steps"
+    return reason
+
+
 def _resumable(out: Path, method: Method, config: TrainConfig, device: torch.device, replace: bool) -> dict | None:
     """The checkpoint at `out` if it may be loaded or resumed; None when there is none, or when it was trained
     otherwise and `replace` is set: then one line says what differed, and training starts anew (the old file
