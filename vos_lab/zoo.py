@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,24 +85,19 @@ class ZooModel:
         return {"steps": steps, **options}
 
 
-def _ch04_steps(profile: Profile) -> int:
-    return 2 if profile.name == "smoke" else profile.train_steps  # chapter 4's budget
+def _chapter_steps(profile: Profile) -> int:
+    return 2 if profile.name == "smoke" else profile.train_steps  # chapters 4-6's main models
 
 
-def _ch05_ablation_steps(profile: Profile) -> int:
-    return 2 if profile.name == "smoke" else 100  # chapter 5's ABLATION_STEPS
-
-
-def _ch06_steps(profile: Profile) -> int:
-    return {"smoke": 2, "cpu": 200}.get(profile.name, profile.train_steps)  # chapter 6's CPU_STEPS
-
-
-def _ch06_ablation_steps(profile: Profile) -> int:
-    return 2 if profile.name == "smoke" else 60  # chapter 6's ABLATION_STEPS
+def _short_ablation_steps(profile: Profile) -> int:
+    """Chapters 5 and 6's ablations: as long as the main model on a CPU (about 3 and 5 minutes each there, so
+    an ablation differs from the main model in the one thing it switches off), the profile's ablation budget on a
+    GPU."""
+    return {"smoke": 2, "cpu": profile.train_steps}.get(profile.name, profile.ablation_steps)
 
 
 _CH03_ABLATION = {"steps": _ablation_steps, "step_option": ("schedule_steps", 1.0)}
-_CH05_ABLATION = {"steps": _ch05_ablation_steps, "step_option": ("warmup_steps", 0.5)}
+_CH05_ABLATION = {"steps": _short_ablation_steps, "step_option": ("warmup_steps", 0.5)}
 MODELS: dict[str, ZooModel] = {
     **{f"ch02-{variant}": ZooModel(2, "colourisation", {"variant": variant})
        for variant in ("vondrick", "bottleneck", "rgb")},
@@ -110,7 +106,7 @@ MODELS: dict[str, ZooModel] = {
     "ch03-ablation-base": ZooModel(3, "corrflow", **_CH03_ABLATION),
     "ch03-ablation-no-sampling": ZooModel(3, "corrflow", {"sampling": False}, **_CH03_ABLATION),
     "ch03-ablation-no-cycle": ZooModel(3, "corrflow", {"cycle_weight": 0.0}, **_CH03_ABLATION),
-    "ch04-momentum": ZooModel(4, "momentum", steps=_ch04_steps),  # chapter 4 compares it with ch03-mast
+    "ch04-momentum": ZooModel(4, "momentum", steps=_chapter_steps),  # chapter 4 compares it with ch03-mast
     "ch05-contrastcorr": ZooModel(5, "contrastcorr", step_option=("warmup_steps", 0.5)),
     "ch05-ablation-full": ZooModel(5, "contrastcorr", **_CH05_ABLATION),
     "ch05-ablation-no-inter": ZooModel(5, "contrastcorr", {"inter": 0.0, "consistency": 0.0, "sparsity": 0.0},
@@ -119,8 +115,8 @@ MODELS: dict[str, ZooModel] = {
     "ch05-ablation-no-sparsity": ZooModel(5, "contrastcorr", {"sparsity": 0.0}, **_CH05_ABLATION),
     "ch05-ablation-no-tracking": ZooModel(5, "contrastcorr", {"tracking": False}, **_CH05_ABLATION),
     **{f"ch05-ablation-batch-{k}": ZooModel(5, "contrastcorr", batch_size=k, **_CH05_ABLATION) for k in (1, 2, 4)},
-    "ch06-ino": ZooModel(6, "ino", steps=_ch06_steps),
-    **{f"ch06-ablation-{key}": ZooModel(6, "ino", options, steps=_ch06_ablation_steps)
+    "ch06-ino": ZooModel(6, "ino", steps=_chapter_steps),
+    **{f"ch06-ablation-{key}": ZooModel(6, "ino", options, steps=_short_ablation_steps)
        for key, options in [("base", {}), ("no-out", {"out_generative": False}), ("no-in", {"in_generative": False}),
                             ("no-affinity", {"affinity": False})]},
 }
@@ -250,14 +246,16 @@ def checkpoint(key: str, profile: Profile, folder: Path, zoo: Path | None = None
     return _zoo_file(key, profile, zoo) or Path(folder) / checkpoint_name(key, profile)
 
 
-def same_run(method: Method, config: TrainConfig, profile: Profile, folder: Path) -> Path | None:
+def same_run(method: Method, config: TrainConfig, profile: Profile, folder: Path,
+             zoo: Path | None = None) -> Path | None:
     """A finished checkpoint of one of the chapters' models that is this very run (method config, data, seed, batch
-    size, steps): the zoo's (SHA-256 checked), else the one a chapter trained into `folder`; None when there is none.
-    So a run asked elsewhere (the ablation widget) loads what a chapter trained instead of training it again."""
+    size, steps): the zoo's (default `zoo_dir`, SHA-256 checked), else the one a chapter trained into `folder`; None
+    when there is none. So a run asked elsewhere (the ablation widget, another key of the zoo that is the same run,
+    a zoo built after the chapters) loads what was trained instead of training it again."""
     for key, spec in MODELS.items():
         if spec.method != method.name or not spec.in_profile(profile):
             continue
-        for path in (_zoo_file(key, profile, None), Path(folder) / checkpoint_name(key, profile)):
+        for path in (_zoo_file(key, profile, zoo), Path(folder) / checkpoint_name(key, profile)):
             if path is not None and path.is_file():
                 if finished_as_asked(load_checkpoint(path), method, config) is None:
                     return path
@@ -309,6 +307,14 @@ def build(profile: Profile, folder: Path | None = None, sources: list[str] | Non
             print(f"zoo: {key}: training anew ({reason})")
             del manifest["models"][key]
             write_manifest(folder, manifest)
+        status = "trained"
+        if not path.exists():  # nothing to resume: the same run trained already (by a chapter, or another key)?
+            found = same_run(asked.method, config, asked.profile, course_home() / "checkpoints", zoo=folder)
+            if found is not None:
+                print(f"zoo: {key}: the same run as {found}, copied")
+                with atomic_path(path, durable=True) as tmp:
+                    shutil.copyfile(found, tmp)
+                status = "copied"
         result = train_from_profile(spec.method, asked.profile, path, run_sources, seed=seed, device=device,
                                     evaluate=validation[0] if spec.validated and validation else None,
                                     progress=progress, **asked.budget)
@@ -320,7 +326,7 @@ def build(profile: Profile, folder: Path | None = None, sources: list[str] | Non
                  "dev": dev_jf(result.method.frame_encoder(), davis, profile)}
         manifest["models"][key] = entry
         write_manifest(folder, manifest)
-        rows.append(_row(key, entry, "trained"))
+        rows.append(_row(key, entry, status))
     return rows
 
 

@@ -27,8 +27,8 @@ PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectu
 TRAIN_DATA = None  # None: the real clips the course's tables used when present ($VOS_LAB_DATA/videos, else
 # ../shared/data/videos), else "embedded" (synthetic + bundled clips); or folders of videos/frames, comma-separated
 CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
-ABLATION_STEPS = 100  # training steps of each ablation model (cpu/gpu profiles; smoke uses 2)
-ABLATION_SEQUENCES = 2  # ablations are scored on the first this many evaluation sequences
+ABLATION_STEPS = None  # training steps of each ablation model; None: the model zoo's (cpu: 800, as the main model)
+ABLATION_SEQUENCES = None  # ablations are scored on the first this many evaluation sequences; None: all
 
 # %% [markdown]
 # ## Setup
@@ -64,7 +64,8 @@ from vos_lab.methods.contrastcorr import (
 from vos_lab.propagation import PropagationConfig
 from vos_lab.training.run import method_for_profile, profile_sampler
 
-lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, ABLATION_STEPS=int, ABLATION_SEQUENCES=int)
+lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, ABLATION_STEPS=(int, None),
+            ABLATION_SEQUENCES=(int, None))
 P = lab.profile
 SMOKE = P.name == "smoke"
 SOURCES = training_sources(TRAIN_DATA, P)  # TRAIN_DATA None: see default_training_data
@@ -389,28 +390,28 @@ for label, value in table.items():
 
 # %% [markdown]
 # ## 9. Ablations
-# Each ablation retrains briefly (`ABLATION_STEPS` steps, warm-up the first half; smoke: 2) with one thing
-# changed, and is scored like section 8 on the first `ABLATION_SEQUENCES` evaluation sequences (to fit the
-# cpu budget; masks cached, so a second render only scores). "No inter" drops all three terms of the batch
-# softmax; "no tracking" keeps random crop pairs throughout; the batch size is the number of videos, so
-# $B - 1$ videos of negatives (a batch of 1 has none: the package then trains the intra-only model, and says so).
+# Each ablation retrains (`ABLATION_STEPS` steps, by default the zoo's: as long as the main model in the cpu profile,
+# 2 in smoke; warm-up the first half) with one thing changed, and is scored like section 8 on the evaluation
+# sequences (the first `ABLATION_SEQUENCES` of them; masks cached, so a second render only scores). "No inter"
+# drops all three terms of the batch softmax; "no tracking" keeps random crop pairs throughout; the batch size is
+# the number of videos, so $B - 1$ videos of negatives (a batch of 1 has none: the package then trains the
+# intra-only model, and says so).
 
 # %%
-short = 2 if SMOKE else ABLATION_STEPS
 ABLATIONS = ["full", "no inter", "no consistency", "no sparsity", "no tracking"]  # options: vos_lab.zoo.MODELS
 BATCH_SIZES = [k for k in (1, 2, 4) if k < P.batch_size]  # and the profile's own, the "full" row
-SUBSET = ALL[:ABLATION_SEQUENCES]
+SUBSET = ALL[:ABLATION_SEQUENCES] if ABLATION_SEQUENCES else ALL
 ablations = {}
 for label in [*ABLATIONS, *[f"batch {k}" for k in BATCH_SIZES]]:
     key = label.replace(" ", "-")
     run = zoo.trained(f"ch05-ablation-{key}", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE,
-                      steps=short, progress=False)
+                      steps=ABLATION_STEPS, progress=False)
     ablations[label if label != "full" else f"full (batch {P.batch_size})"] = evaluate(
         run.method.frame_encoder().to(lab.device), f"ablation-{key}", checkpoint_key(run.path), SUBSET)
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.barh(list(ablations)[::-1], list(ablations.values())[::-1], color="tab:blue")
 ax.axvline(evaluate(build_encoder("lab", lab.device), "lab", "lab", SUBSET), color="0.5", ls="--", label="lab pixels")
-ax.set(xlabel="J&F-Mean", title=f"Ablations, {short} steps each ({', '.join(SUBSET)})", xlim=(0, 1))
+ax.set(xlabel="J&F-Mean", title=f"Ablations, {run.step} steps each ({', '.join(SUBSET)})", xlim=(0, 1))
 ax.legend();
 for label, value in ablations.items():
     print(f"{label:>20}: {value:.3f}")

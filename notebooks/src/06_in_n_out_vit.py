@@ -29,8 +29,7 @@ PROFILE_SET = {}  # profile fields to override, e.g. {"train_steps": 400} (lectu
 TRAIN_DATA = None  # None: the real clips the course's tables used when present ($VOS_LAB_DATA/videos, else
 # ../shared/data/videos), else "embedded" (synthetic + bundled clips); or folders of videos/frames, comma-separated
 CHECKPOINTS = "checkpoints"  # folder for load-or-train, relative to the course's working folder
-CPU_STEPS = 200  # training steps of the main model in the cpu profile (gpu: the profile's; smoke: 2)
-ABLATION_STEPS = 60  # training steps of each ablation model (cpu/gpu profiles; smoke uses 2)
+ABLATION_STEPS = None  # training steps of each ablation model; None: the model zoo's (cpu: 800, as the main model)
 
 # %% [markdown]
 # ## Setup
@@ -65,7 +64,7 @@ from vos_lab.models.dino import Centre, distillation_cross_entropy
 from vos_lab.propagation import PropagationConfig
 from vos_lab.training.run import method_for_profile
 
-lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, CPU_STEPS=int, ABLATION_STEPS=int)
+lab = setup(globals(), TRAIN_DATA=(str, None), CHECKPOINTS=str, ABLATION_STEPS=(int, None))
 P = lab.profile
 SMOKE = P.name == "smoke"
 SOURCES = training_sources(TRAIN_DATA, P)  # TRAIN_DATA None: see default_training_data
@@ -319,13 +318,13 @@ assert np.allclose([float(out), float(inside), float(consistency)],
 # INO trains into `CHECKPOINTS` (resuming an interrupted run). Sizes per profile
 # (`vos_lab.methods.ino.PROFILE_SIZES`): the gpu profile trains ViT-S/8 (width 384, 12 blocks, 6 heads) on 224 px
 # global and 64 px local views with the authors' heads (4096 logits); the cpu profile a tiny ViT/8 (width 192, 4
-# blocks, 3 heads) on 96 px and 48 px views, one global and two local views per frame, 1024 logits, for `CPU_STEPS`
-# steps. From the command line: `python -m vos_lab train ino --profile cpu --steps 200 --data ../shared/data/videos
-# --out checkpoints/ch06-ino-cpu.pt` (`--option in_generative=False` and so on for the ablations).
+# blocks, 3 heads) on 96 px and 48 px views, one global and two local views per frame, 1024 logits, for the
+# profile's 800 steps (about 5 minutes on 2 cores). From the command line: `python -m vos_lab train ino --profile cpu
+# --data ../shared/data/videos --out checkpoints/ch06-ino-cpu.pt` (`--option in_generative=False` and so on for the
+# ablations).
 
 # %%
-steps = 2 if SMOKE else CPU_STEPS if P.name == "cpu" else None
-ino = zoo.trained("ch06-ino", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE, steps=steps)
+ino = zoo.trained("ch06-ino", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE)
 path = ino.path  # the zoo's checkpoint, else CHECKPOINTS'
 print(f"INO: {ino.step} steps in {ino.seconds / 60:.1f} min on {ino.data or 'unrecorded data'}; "
       f"last loss {ino.history[-1]['loss']:.3f}")
@@ -449,23 +448,23 @@ print({b: round(v, 3) for b, v in per_block.items()})
 
 # %% [markdown]
 # ## 12. Ablations: each loss off
-# Each ablation drops one loss and retrains *briefly* (`ABLATION_STEPS` steps, shorter than the main run), next
-# to a base model trained as briefly with all three; all read the default block.
+# Each ablation drops one loss and retrains (`ABLATION_STEPS` steps, by default the zoo's: as long as the main
+# model in the cpu profile, whose run is then the base), next to a base model trained as long with all three; all
+# read the default block.
 
 # %%
 ABLATIONS = {"all three losses": "base", "no out-generative": "no-out", "no in-generative": "no-in",  # vos_lab.zoo
              "no affinity consistency": "no-affinity"}
-short = 2 if SMOKE else ABLATION_STEPS
 ablations = {}
 for label, key in ABLATIONS.items():
     run = zoo.trained(f"ch06-ablation-{key}", P, SOURCES, folder=CHECKPOINT_DIR, seed=SEED, device=DEVICE,
-                      steps=short, progress=False)
+                      steps=ABLATION_STEPS, progress=False)
     ablations[label] = evaluate(run.method.frame_encoder().to(lab.device), f"ablation-{key}", checkpoint_key(run.path))
 for name, value in ablations.items():
     print(f"{name:>26}: {value:.3f}")
 fig, ax = plt.subplots(figsize=(6, 2.8))
 ax.barh(list(ablations)[::-1], list(ablations.values())[::-1], color="tab:blue")
-ax.set(xlabel="J&F-Mean", title=f"Ablations ({short} steps each)", xlim=(0, 1));
+ax.set(xlabel="J&F-Mean", title=f"Ablations ({run.step} steps each)", xlim=(0, 1));
 
 # %% [markdown]
 # Measured (cpu profile, 60 steps each, about 15 minutes each on a heavily loaded machine; the first 40 frames of

@@ -16,7 +16,9 @@ Then, with the affinity A = softmax over reference cells of f_t . f_r / T (Sec. 
   intra-video one (intra/inter consistency), and the affinity mass inside the own video must be 1 (sparsity).
 As in the authors' code, the inter-video terms start after the warm-up. Every term has a weight option
 (0 switches it off). A batch of one video has no negatives: its batch softmax *is* the intra-video one, so the
-inter-video terms are skipped with a warning and the model trains as the intra-only model.
+inter-video terms are skipped with a warning and the model trains as the intra-only model. Under torchrun the
+batch softmax runs over the references of every rank's videos (`vos_lab.ranks.gather`), so N processes have the
+negatives of one process with the global batch.
 
 Where we differ from the authors' code: they reconstruct in the feature space of a frozen, pre-trained colour
 auto-encoder (UVC's) and decode to Lab; we copy per-cell Lab directly (no pre-trained part). Their reference
@@ -38,6 +40,7 @@ from vos_lab.errors import VosLabError
 from vos_lab.methods.base import Method
 from vos_lab.methods.colourisation import channel_dropout
 from vos_lab.options import Option
+from vos_lab.ranks import gather, rank, world
 
 TERMS = ("intra", "backward", "inter", "consistency", "sparsity")  # each a weight option of the method
 INTER_TERMS = ("inter", "consistency", "sparsity")  # the terms of the batch softmax
@@ -85,21 +88,27 @@ def box_around(centre: torch.Tensor, size: int, h: int, w: int) -> torch.Tensor:
 
 
 def batch_pointer_weights(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The inter-video affinity: queries (B, C, Nq), keys (B, C, Nk) -> (B Nq, B Nk), each row ONE softmax
+    """The inter-video affinity: queries (B, C, Nq), keys (V, C, Nk) -> (B Nq, V Nk), each row ONE softmax
     over the reference cells of every video of the batch (rows and columns video by video)."""
     return pointer_weights(queries.transpose(0, 1).flatten(1)[None], keys.transpose(0, 1).flatten(1)[None],
                            temperature)[0]
 
 
-def own_video_mass(weights: torch.Tensor, videos: int) -> torch.Tensor:
-    """The inter-video affinity (B Nq, B Nk) -> each query's weight inside its own video's keys (B, Nq)."""
-    blocks = weights.view(videos, weights.shape[0] // videos, videos, weights.shape[1] // videos)
-    return torch.einsum("bqb->bq", blocks.sum(-1))
+def own_video_mass(weights: torch.Tensor, videos: int, key_videos: int | None = None, first: int = 0
+                   ) -> torch.Tensor:
+    """The inter-video affinity (B Nq, V Nk) of B = `videos` query videos over V = `key_videos` (None: B) key
+    videos -> each query's weight inside its own video's keys (B, Nq). Query video i is key video first + i (one
+    process: first 0; under torchrun the keys are the global batch's and first = rank x B)."""
+    key_videos = key_videos or videos
+    blocks = weights.view(videos, weights.shape[0] // videos, key_videos, weights.shape[1] // key_videos).sum(-1)
+    own = torch.arange(videos, device=weights.device)
+    return blocks[own, :, first + own]
 
 
-def sparsity_loss(weights: torch.Tensor, videos: int) -> torch.Tensor:
+def sparsity_loss(weights: torch.Tensor, videos: int, key_videos: int | None = None, first: int = 0
+                  ) -> torch.Tensor:
     """ContrastCorr's sparsity constraint: mean |1 - own-video mass| (0 when no weight leaves the own video)."""
-    return (1 - own_video_mass(weights, videos)).abs().mean()
+    return (1 - own_video_mass(weights, videos, key_videos, first)).abs().mean()
 
 
 class Pairs(NamedTuple):
@@ -191,15 +200,16 @@ class ContrastCorrMethod(Method):
             terms["intra"] = colour_l1(intra, tar_lab, ab)
         if c["backward"] > 0:
             terms["backward"] = colour_l1(copy_values(weights.transpose(1, 2), tar_lab), ref_lab, ab)
-        if self.inter_active(b, step):
-            batch_weights = batch_pointer_weights(queries, keys, temperature)  # (B Nt, B Nr)
-            inter = (batch_weights @ ref_lab.flatten(0, 1)).view_as(intra)
+        if self.inter_active(b * world(), step):
+            all_keys, all_lab = gather(keys), gather(ref_lab)  # the global batch's references (torchrun: all ranks')
+            batch_weights = batch_pointer_weights(queries, all_keys, temperature)  # (B Nt, world B Nr)
+            inter = (batch_weights @ all_lab.flatten(0, 1)).view_as(intra)
             if c["inter"] > 0:
                 terms["inter"] = colour_l1(inter, tar_lab, ab)
             if c["consistency"] > 0:
                 terms["consistency"] = colour_l1(inter, intra, ab)
             if c["sparsity"] > 0:
-                terms["sparsity"] = sparsity_loss(batch_weights, b)
+                terms["sparsity"] = sparsity_loss(batch_weights, b, len(all_keys), rank() * b)
         return terms
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:

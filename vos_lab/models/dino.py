@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vos_lab.ranks import all_sum
+
 TEACHER_TEMPERATURE = 0.04  # DINO's final teacher temperature (INO keeps it from the start)
 STUDENT_TEMPERATURE = 0.1
 CENTRE_MOMENTUM = 0.9
@@ -60,10 +62,12 @@ class Centre(nn.Module):
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor) -> None:
-        """Move the centre towards the mean of `logits` (..., K); nothing when there are none."""
+        """Move the centre towards the mean of `logits` (..., K) over the global batch (every rank's under
+        torchrun, as DINO's all-reduce); nothing when there are none."""
         logits = logits.detach().float().reshape(-1, logits.shape[-1])
-        if len(logits):
-            self.value.mul_(self.momentum).add_(logits.mean(0), alpha=1.0 - self.momentum)
+        total = all_sum(torch.cat([logits.sum(0), logits.new_tensor([len(logits)])]))
+        if total[-1] > 0:
+            self.value.mul_(self.momentum).add_(total[:-1] / total[-1], alpha=1.0 - self.momentum)
 
 
 def distillation_cross_entropy(teacher: torch.Tensor, student_logits: torch.Tensor,

@@ -6,7 +6,8 @@ each global batch (`vos_lab.data.clips.ClipBatches`); DistributedDataParallel av
 backward pass, so every rank makes the same update (and the same post-step updates, e.g. a momentum teacher)
 and holds the same weights. Rank 0 alone writes checkpoints and shows progress; every rank resumes from the
 same checkpoint, and runs the periodic validation (the same figures: no rank waits for another). The logged
-losses are the ranks' means, and the time budget is rank 0's clock, so all ranks stop at the same step.
+losses are the ranks' means, and the time budget is rank 0's clock, so all ranks stop at the same step. Losses
+that need the whole batch take it from `vos_lab.ranks` (ContrastCorr's negatives, DINO's centre).
 Outside torchrun (or with one process) none of this does anything.
 
 Batch normalisation: on CUDA the encoder's BatchNorm layers become SyncBatchNorm, whose statistics cover the
@@ -26,16 +27,9 @@ import torch.distributed as dist
 from torch import nn
 
 from vos_lab.errors import VosLabError
+from vos_lab.ranks import rank, world
 
 Loss = Callable[[dict[str, torch.Tensor], int], tuple[torch.Tensor, dict[str, float]]]
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def world() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def is_main() -> bool:
