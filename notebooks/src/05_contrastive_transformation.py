@@ -433,24 +433,25 @@ for label, value in ablations.items():
 # every ablation for 800 steps (400 warm-up) on the 8 real clips of `../shared/data/videos`, 2.8 min each (batch 1, 2,
 # 4: 0.9, 0.8, 1.4 min); the zoo's manifest holds each J&F on this chapter's evaluation subset (first 40 frames of
 # 4 sequences). `python -m vos_lab benchmark --profile cpu` scored the model on all 14 development sequences
-# (941 frames, 480p).
+# (941 frames, 480p), the ablations `propagate --features ZOO/ch05-ablation-K-cpu.pt` + `evaluate` on the same.
 #
 # | model | J&F, 4 x 40 frames | J&F, 14 sequences |
 # |---|---|---|
 # | lab pixels (ch. 1) | 0.630 | 0.633 |
 # | bottleneck (ch. 2) | 0.815 | 0.697 |
 # | ContrastCorr, full (batch 8) | 0.795 | 0.668 |
-# | no inter (no batch softmax) | 0.820 | |
-# | no consistency | 0.838 | |
-# | no sparsity | 0.823 | |
-# | no tracking (random crop pairs) | 0.852 | |
-# | batch 1 (intra only) | 0.743 | |
-# | batch 2 | 0.806 | |
-# | batch 4 | 0.788 | |
+# | no inter (no batch softmax) | 0.820 | 0.693 |
+# | no consistency | 0.838 | 0.692 |
+# | no sparsity | 0.823 | 0.694 |
+# | no tracking (random crop pairs) | 0.852 | **0.730** |
+# | batch 1 (intra only) | 0.743 | 0.573 |
+# | batch 2 | 0.806 | 0.645 |
+# | batch 4 | 0.788 | 0.653 |
 #
 # ContrastCorr falls 2.9 points short of chapter 2's bottleneck model on the 14 sequences. The ablations say
 # where: every ablation at batch 8 scores *above* the full model on the subset, most of all without tracking
-# (+5.7). In 400 steps after warm-up the tracker's crops are often not on the content (section 7), and the
+# (+5.7; +6.2 on the 14 sequences, where it beats the bottleneck model). In 400 steps after warm-up the tracker's
+# crops are often not on the content (section 7), and the
 # inter-video terms push the affinity towards its own video before it matches well. The number of negatives helps
 # up to a point (batch 1, no negatives, is lowest). These are one seed each at a CPU budget: differences of 2
 # points are within the spread of retraining (README, "Benchmark").
