@@ -106,6 +106,22 @@ print(f"{len(methods)} methods on {len(setting['sequences'])} sequence(s) of {se
 show_markdown(result.markdown())
 
 # %% [markdown]
+# What we measured on all 14 sequences of the development copy (941 frames at 480p; cpu profile, 800 training
+# steps per model from the cpu model zoo, 2 idle cores; `python -m vos_lab benchmark --profile cpu --out
+# benchmark/cpu`, the README's table), which this chapter shows when that folder holds them:
+#
+# | method | J&F | s/frame | | method | J&F | s/frame |
+# |---|---|---|---|---|---|---|
+# | rgb | 0.603 | 0.077 | | rgb-colourisation | **0.747** | 0.133 |
+# | lab | 0.633 | 0.070 | | corrflow | 0.691 | 0.135 |
+# | random-resnet18 | 0.537 | 0.490 | | mast | 0.708 | 0.151 |
+# | vondrick | 0.656 | 0.148 | | momentum | 0.701 | 0.153 |
+# | bottleneck | 0.697 | 0.132 | | contrastcorr | 0.668 | 0.130 |
+# | | | | | ino | 0.411 | 0.109 |
+#
+# On the evaluation subset (4 sequences x 40 frames, the cpu render without those files) the order differs:
+# bottleneck 0.815 leads and rgb pixels (0.660) beat Lab (0.630). Four short sequences are not a ranking.
+#
 # J and F are the region (IoU) and boundary measures of chapter 0; *mean* is over the scored frames of every
 # object, *recall* the share of frames above 0.5, *decay* the loss from the first to the last quarter of the
 # video (high decay: the masks drift). The last line below names the best method *of this run*.
