@@ -36,7 +36,6 @@ ABLATION_STEPS = None  # training steps of each ablation model; None: the model 
 
 # %%
 # %matplotlib inline
-import dataclasses
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -47,11 +46,18 @@ from vos_lab import zoo
 from vos_lab.cache import reuse_or_compute
 from vos_lab.colour import to_input, to_unit_rgb
 from vos_lab.course import exercises, plots
-from vos_lab.course.notebook import HOME, checkpoint_key, jf_scores, setup, training_sources
+from vos_lab.course.notebook import (
+    HOME,
+    cached_predictions,
+    checkpoint_key,
+    eval_subset,
+    setup,
+    training_sources,
+)
 from vos_lab.data.crops import multi_crop
 from vos_lab.data.davis import DavisDataset
 from vos_lab.data.synthetic import write_synthetic_davis
-from vos_lab.evaluation import predict_sequence
+from vos_lab.evaluation import score_results
 from vos_lab.features import build_encoder
 from vos_lab.methods.ino import (
     GLOBAL_SCALE,
@@ -78,14 +84,16 @@ print("training data:", SOURCES, "| checkpoints:", CHECKPOINT_DIR)
 # folder), cut to `eval_sequences` x `eval_max_frames` (cpu: the first 40 frames of 4 sequences).
 
 # %%
-if lab.davis is not None:
-    dataset = DavisDataset(lab.davis, split="val" if (lab.davis / "ImageSets" / "2017").is_dir() else "train")
-    synthetic = None
+subset = eval_subset(lab)  # the sequences and frames of every chapter (the zoo's J&F too)
+synthetic = None if subset is not None else {
+    "sequences": 1, "frames": P.eval_max_frames or 8, "height": 96, "width": 160, "seed": SEED}
+if subset is not None:
+    dataset, ALL = subset
 else:
-    synthetic = {"sequences": 1, "frames": P.eval_max_frames or 8, "height": 96, "width": 160, "seed": SEED}
     reuse_or_compute(RUNS / "synthetic", synthetic, lambda: write_synthetic_davis(RUNS / "synthetic", **synthetic))
-    dataset = DavisDataset(RUNS / "synthetic")
-sequences = [s.head(P.eval_max_frames) for s in dataset.sequences(dataset.names[: P.eval_sequences])]
+    dataset = DavisDataset(RUNS / "synthetic", max_frames=P.eval_max_frames)
+    ALL = dataset.names[: P.eval_sequences]
+sequences = dataset.sequences(ALL)
 frame = sequences[0].frame(0)
 print(f"{len(sequences)} sequence(s):", {s.name: len(s) for s in sequences})
 
@@ -370,20 +378,10 @@ fig.suptitle("Class-token attention of the last block, per head");
 
 # %%
 def evaluate(encoder, name, key):
-    """J&F-Mean of one encoder on the profile's sequences; masks cached in runs/ch06/<profile>/<name>."""
-    folder = RUNS / name
-    full_key = {"features": key, "protocol": dataclasses.asdict(PropagationConfig()), "synthetic": synthetic,
-                "dataset": str(dataset.root), "sequences": {s.name: len(s) for s in sequences}}
-
-    def compute():
-        folder.mkdir(parents=True, exist_ok=True)
-        masks = {s.name: np.stack(list(predict_sequence(encoder, s, PropagationConfig()))) for s in sequences}
-        np.savez_compressed(folder / "masks.npz", **masks)
-
-    reuse_or_compute(folder, full_key, compute)
-    predicted = np.load(folder / "masks.npz")
-    truth = {s.name: np.where(s.masks()[1], 0, s.masks()[0]) for s in sequences}
-    return jf_scores({n: (truth[n], predicted[n]) for n in truth})["J&F-Mean"]
+    """J&F-Mean of one encoder on the profile's sequences; masks cached in runs/ch06/<profile>/<name>/<sequence>."""
+    cached_predictions(encoder, dataset, RUNS / name, PropagationConfig(), ALL,
+                       {"features": key, "synthetic": synthetic}, progress=False)
+    return score_results(dataset, RUNS / name, ALL, progress=False).global_row["J&F-Mean"]
 
 
 # %%
